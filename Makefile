@@ -1,0 +1,36 @@
+# The two commands a new user needs: `make demo` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup weights demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch/torchvision come from this machine's local files (pip's constraint caps them).
+	$(PIP) install --quiet "torch==2.14.1" "torchvision==0.29.1"
+	$(PIP) install --quiet -e ".[test,ray]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+weights: setup
+	$(VENV)/bin/motion-relevance weights fetch i3d-kinetics400
+
+demo: weights
+	$(VENV)/bin/motion-relevance demo --out demo-output
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint weights
+	$(VENV)/bin/python -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/bench_selective.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache
