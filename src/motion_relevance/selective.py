@@ -26,12 +26,12 @@ With ``T == 2`` both frames get ``S(E[0]) - S(E[1])`` under ``"replicate"``; und
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from motion_relevance.errors import InvalidInputError
 
@@ -54,13 +54,13 @@ TEMPORAL_SOBEL: torch.Tensor = torch.einsum(
 class SelectiveRelevance:
     """The motion/static split of one relevance volume (shapes follow the input's rank)."""
 
-    motion: torch.Tensor
+    relevance: torch.Tensor = field(repr=False)
+    """The input relevance (not copied)."""
+    motion: torch.Tensor = field(repr=False)
     """Relevance kept by the mask, same shape and dtype as the input."""
-    static: torch.Tensor
-    """``relevance - motion``; ``motion + static`` equals the input exactly."""
-    mask: torch.Tensor
+    mask: torch.Tensor = field(repr=False)
     """bool, ``(N, 1, T, H, W)``: voxels whose relevance changes faster than the threshold."""
-    temporal_gradient: torch.Tensor
+    temporal_gradient: torch.Tensor = field(repr=False)
     """``D``, ``(N, 1, T, H, W)``: the (absolute or signed) temporal derivative."""
     threshold: torch.Tensor
     """``(N,)``: ``sigma * std(D)`` per clip."""
@@ -69,6 +69,11 @@ class SelectiveRelevance:
     sigma: float
     padding: str
     derivative: str
+
+    @cached_property
+    def static(self) -> torch.Tensor:
+        """``relevance - motion`` (computed on first access); ``motion + static`` is exact."""
+        return self.relevance - self.motion
 
 
 def _as_relevance(relevance: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
@@ -108,7 +113,7 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _raise_if_not_finite(relevance: torch.Tensor, reduced: torch.Tensor) -> None:
-    """``reduced`` is ``sum_c |R|``; it is finite exactly when every voxel of R is."""
+    """``reduced`` holds sums of ``|R|``; they are finite exactly when every voxel of R is."""
     if bool(torch.isfinite(reduced).all()):
         return
     bad = int((~torch.isfinite(relevance)).sum())
@@ -120,23 +125,49 @@ def _raise_if_not_finite(relevance: torch.Tensor, reduced: torch.Tensor) -> None
     )
 
 
+def _smooth_121(src: torch.Tensor, dst: torch.Tensor, dim: int, replicate: bool) -> torch.Tensor:
+    """``dst = [1, 2, 1] * src`` along ``dim`` (cross-correlation, padding 1); returns ``dst``."""
+    n = src.shape[dim]
+    if n == 1:
+        return torch.mul(src, 4.0 if replicate else 2.0, out=dst)
+    torch.add(src.narrow(dim, 0, n - 2), src.narrow(dim, 2, n - 2), out=dst.narrow(dim, 1, n - 2))
+    first, last = dst.select(dim, 0), dst.select(dim, n - 1)
+    first.copy_(src.select(dim, 1))
+    last.copy_(src.select(dim, n - 2))
+    if replicate:
+        first.add_(src.select(dim, 0))
+        last.add_(src.select(dim, n - 1))
+    return dst.add_(src, alpha=2.0)
+
+
+def _time_difference(src: torch.Tensor, dst: torch.Tensor, replicate: bool) -> torch.Tensor:
+    """``dst[t] = src[t-1] - src[t+1]`` along dim 1 with edge padding; returns ``dst``."""
+    n = src.shape[1]
+    if n == 1:  # both neighbours are the padding: they cancel under either rule
+        return dst.zero_()
+    torch.sub(src[:, : n - 2], src[:, 2:], out=dst[:, 1 : n - 1])
+    if replicate:
+        torch.sub(src[:, 0], src[:, 1], out=dst[:, 0])
+        torch.sub(src[:, n - 2], src[:, n - 1], out=dst[:, n - 1])
+    else:
+        torch.neg(src[:, 1], out=dst[:, 0])
+        dst[:, n - 1].copy_(src[:, n - 2])
+    return dst
+
+
 def _sobel(channel_sum: torch.Tensor, padding: str) -> torch.Tensor:
     """Signed temporal Sobel response ``K * E`` of ``E`` shaped ``(N, T, H, W)``.
 
-    Written as its separable factors on a padded copy: one difference in time, then the
-    ``[1, 2, 1]`` smoothing in height and in width. This is the same cross-correlation as
-    ``conv3d(E, TEMPORAL_SOBEL, padding=1)`` at a fraction of its cost.
+    Applied as its separable factors (``[1, 2, 1]`` in height, then in width, then
+    ``[1, 0, -1]`` in time), with the edge rule written out instead of a padded copy, in two
+    buffers the size of ``E``. Equal to ``conv3d(E, TEMPORAL_SOBEL, padding=1)`` under zero
+    padding, at a fraction of its cost. ``channel_sum`` is overwritten.
     """
-    x = channel_sum.unsqueeze(1)
-    pad = (1, 1, 1, 1, 1, 1)
-    x = F.pad(x, pad, mode="replicate") if padding == "replicate" else F.pad(x, pad)
-    x = x.squeeze(1)
-    g = x[:, :-2] - x[:, 2:]  # time: +E[t-1] - E[t+1]
-    h = g[:, :, :-2] + g[:, :, 2:]
-    h.add_(g[:, :, 1:-1], alpha=2.0)
-    w = h[..., :-2] + h[..., 2:]
-    w.add_(h[..., 1:-1], alpha=2.0)
-    return w
+    replicate = padding == "replicate"
+    other = torch.empty_like(channel_sum)
+    _smooth_121(channel_sum, other, 2, replicate)
+    _smooth_121(other, channel_sum, 3, replicate)
+    return _time_difference(channel_sum, other, replicate)
 
 
 def _derivative(channel_sum: torch.Tensor, padding: str, derivative: str) -> torch.Tensor:
@@ -158,17 +189,23 @@ def temporal_gradient(
     _check_options(padding, derivative)
     rel, unbatched = _as_relevance(relevance)
     work = _work_dtype(rel.dtype)
-    _raise_if_not_finite(rel, torch.linalg.vector_norm(rel, ord=1, dim=1, dtype=work))
+    flat = rel.reshape(rel.shape[0], -1)
+    _raise_if_not_finite(rel, torch.linalg.vector_norm(flat, ord=1, dim=1, dtype=work))
     d = _derivative(rel.sum(dim=1, dtype=work), padding, derivative).unsqueeze(1)
     return d[0] if unbatched else d
 
 
 def _per_clip_std(d: torch.Tensor) -> torch.Tensor:
-    """Unbiased std over each clip's voxels; 0 for a single voxel (instead of NaN)."""
+    """Unbiased std over each clip's voxels (two-pass: mean, then the centred norm).
+
+    A single voxel gives 0 instead of NaN.
+    """
     flat = d.reshape(d.shape[0], -1)
-    if flat.shape[1] < 2:
+    count = flat.shape[1]
+    if count < 2:
         return torch.zeros(flat.shape[0], dtype=d.dtype, device=d.device)
-    return torch.std(flat, dim=1, correction=1)
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    return torch.linalg.vector_norm(centred, dim=1) / math.sqrt(count - 1)
 
 
 def selective_relevance(
@@ -193,27 +230,24 @@ def selective_relevance(
     rel, unbatched = _as_relevance(relevance)
     work = _work_dtype(rel.dtype)
 
-    magnitude = torch.linalg.vector_norm(rel, ord=1, dim=1, dtype=work)  # (N, T, H, W)
-    _raise_if_not_finite(rel, magnitude)
+    flat = rel.reshape(rel.shape[0], -1)
+    total = torch.linalg.vector_norm(flat, ord=1, dim=1, dtype=work)  # sum|R| per clip
+    _raise_if_not_finite(rel, total)
     d = _derivative(rel.sum(dim=1, dtype=work), padding, derivative)  # (N, T, H, W)
 
     threshold = float(sigma) * _per_clip_std(d)
-    mask = d > threshold.view(-1, 1, 1, 1)
-
-    total = magnitude.sum(dim=(1, 2, 3))
-    kept = (magnitude * mask).sum(dim=(1, 2, 3))
+    mask = (d > threshold.view(-1, 1, 1, 1)).unsqueeze(1)
+    motion = rel * mask
+    kept = torch.linalg.vector_norm(motion.reshape(rel.shape[0], -1), ord=1, dim=1, dtype=work)
     share = torch.where(total > 0, kept / torch.where(total > 0, total, 1.0), 0.0)
 
-    mask = mask.unsqueeze(1)
-    motion = rel * mask
-    static = rel - motion
     d = d.unsqueeze(1)
     if unbatched:
-        motion, static, mask, d = motion[0], static[0], mask[0], d[0]
+        rel, motion, mask, d = rel[0], motion[0], mask[0], d[0]
         threshold, share = threshold[0], share[0]
     return SelectiveRelevance(
+        relevance=rel,
         motion=motion,
-        static=static,
         mask=mask,
         temporal_gradient=d,
         threshold=threshold,
