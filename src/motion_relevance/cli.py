@@ -339,6 +339,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed of the held-out clips (default: 0)")
     p.add_argument("--videos", nargs="*", default=None,
                    help="real videos for the optical-flow part (default: examples/*.mp4 if present)")
+    p.add_argument("--real-clips", type=int, default=None, help="clips taken from each real video")
     p.add_argument("--no-real", action="store_true", help="skip the optical-flow part on real videos")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -359,14 +360,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         overrides["clips"] = args.clips
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if args.real_clips is not None:
+        overrides["real_clips_per_video"] = args.real_clips
     if not args.no_real:
         overrides["real_videos"] = tuple(args.videos) if args.videos is not None else example_videos()
     cfg = EvaluationConfig.quick(**overrides) if args.quick else EvaluationConfig.full(**overrides)
     evaluation = run_evaluation(cfg, progress=True)
     parts = ["motion-relevance evaluate"] + (["--quick"] if args.quick else [])
-    for flag in ("methods", "sigmas", "clips", "seed"):
+    for flag in ("methods", "sigmas", "clips", "seed", "real_clips"):
         if getattr(args, flag) is not None:
-            parts.append(f"--{flag} {getattr(args, flag)}")
+            parts.append(f"--{flag.replace('_', '-')} {getattr(args, flag)}")
     if args.no_real:
         parts.append("--no-real")
     elif args.videos is not None:

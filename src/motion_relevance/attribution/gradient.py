@@ -171,10 +171,6 @@ def _check_baseline(name: str, value: Any) -> Any:
     raise InvalidInputError(f"option {name} must be 'zeros', a number or a tensor, got {value!r}")
 
 
-def _check_stride(name: str, value: Any) -> tuple[int, int, int]:
-    return triple(name, value)
-
-
 register(Method("saliency", "gradient of the target logit w.r.t. the clip (signed)", _saliency))
 register(Method("input_x_gradient", "clip times the gradient of the target logit", _input_x_gradient))
 register(
@@ -227,7 +223,7 @@ register(
         _occlusion,
         (
             Option("window", (4, 16, 16), "window (t, h, w) or one int for all three", triple),
-            Option("stride", None, "window step (t, h, w) or one int", _check_stride, shown_default="the window"),
+            Option("stride", None, "window step (t, h, w) or one int", triple, shown_default="the window"),
             Option("fill", 0.0, "value the occluded voxels take", finite_float),
         ),
         multi_pass=True,

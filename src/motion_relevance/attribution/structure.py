@@ -19,6 +19,7 @@ The result is cached per model (weakly) and input shape, so repeated calls cost 
 from __future__ import annotations
 
 import logging
+import warnings
 import weakref
 from dataclasses import dataclass
 
@@ -154,7 +155,10 @@ def _first_input_mask(model: nn.Module, first: nn.Module, x: torch.Tensor) -> to
 
     handle = first.register_forward_pre_hook(pre_hook)
     try:
-        with torch.no_grad(), fwAD.dual_level():
+        with torch.no_grad(), fwAD.dual_level(), warnings.catch_warnings():
+            # torch's forward-AD decompositions warn (once, on import) that torch.jit.script
+            # is deprecated: torch's own business, not the user's.
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
             model(fwAD.make_dual(x, torch.ones_like(x)))
     except _Stop:
         pass
