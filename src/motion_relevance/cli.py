@@ -171,7 +171,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         end=args.end,
         stride=args.stride,
         max_side=args.max_side,
-        method_options=_batch_options(args.option),
+        method_options=_method_options(args.option),
         padding=args.padding,
         progress=True,
     )
@@ -226,7 +226,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_batch)
 
 
-def _batch_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
+def _method_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
     import json
 
     options: dict[str, dict[str, object]] = {}
@@ -289,7 +289,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             sigma=args.sigma,
             padding=args.padding,
             derivative=args.derivative,
-            method_options=_batch_options(args.option),
+            method_options=_method_options(args.option),
             stride=args.stride,
             target=args.target,
             pad_short=args.pad_short,
