@@ -112,6 +112,30 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _l1_per_clip(x: torch.Tensor, work: torch.dtype) -> torch.Tensor:
+    """``sum|x|`` over every axis but the first, accumulated in ``work``."""
+    return x.reshape(x.shape[0], -1).abs().sum(dim=1, dtype=work)
+
+
+def _channel_l1(rel: torch.Tensor, work: torch.dtype) -> torch.Tensor:
+    """``sum_c |R|`` as a ``work``-dtype tensor ``(N, T, H, W)``, one channel at a time."""
+    out = rel[:, 0].to(work, copy=True).abs_()
+    for c in range(1, rel.shape[1]):
+        out.add_(rel[:, c].abs())
+    return out
+
+
+def _channel_sum(rel: torch.Tensor, work: torch.dtype) -> torch.Tensor:
+    """``E = sum_c R`` as a new ``work``-dtype tensor ``(N, T, H, W)`` (the derivative's buffer).
+
+    Adding the few channels one by one is about twice as fast as ``sum(dim=1)`` here.
+    """
+    out = rel[:, 0].to(work, copy=True)
+    for c in range(1, rel.shape[1]):
+        out.add_(rel[:, c])
+    return out
+
+
 def _raise_if_not_finite(relevance: torch.Tensor, reduced: torch.Tensor) -> None:
     """``reduced`` holds sums of ``|R|``; they are finite exactly when every voxel of R is."""
     if bool(torch.isfinite(reduced).all()):
@@ -189,9 +213,8 @@ def temporal_gradient(
     _check_options(padding, derivative)
     rel, unbatched = _as_relevance(relevance)
     work = _work_dtype(rel.dtype)
-    flat = rel.reshape(rel.shape[0], -1)
-    _raise_if_not_finite(rel, torch.linalg.vector_norm(flat, ord=1, dim=1, dtype=work))
-    d = _derivative(rel.sum(dim=1, dtype=work), padding, derivative).unsqueeze(1)
+    _raise_if_not_finite(rel, _l1_per_clip(rel, work))
+    d = _derivative(_channel_sum(rel, work), padding, derivative).unsqueeze(1)
     return d[0] if unbatched else d
 
 
@@ -230,15 +253,15 @@ def selective_relevance(
     rel, unbatched = _as_relevance(relevance)
     work = _work_dtype(rel.dtype)
 
-    flat = rel.reshape(rel.shape[0], -1)
-    total = torch.linalg.vector_norm(flat, ord=1, dim=1, dtype=work)  # sum|R| per clip
+    magnitude = _channel_l1(rel, work)  # sum_c |R|, (N, T, H, W)
+    total = magnitude.sum(dim=(1, 2, 3))
     _raise_if_not_finite(rel, total)
-    d = _derivative(rel.sum(dim=1, dtype=work), padding, derivative)  # (N, T, H, W)
+    d = _derivative(_channel_sum(rel, work), padding, derivative)  # (N, T, H, W)
 
     threshold = float(sigma) * _per_clip_std(d)
     mask = (d > threshold.view(-1, 1, 1, 1)).unsqueeze(1)
     motion = rel * mask
-    kept = torch.linalg.vector_norm(motion.reshape(rel.shape[0], -1), ord=1, dim=1, dtype=work)
+    kept = magnitude.mul_(mask[:, 0]).sum(dim=(1, 2, 3))
     share = torch.where(total > 0, kept / torch.where(total > 0, total, 1.0), 0.0)
 
     d = d.unsqueeze(1)
