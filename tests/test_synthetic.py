@@ -15,8 +15,8 @@ from motion_relevance.synthetic import (
     shape_mask,
     temporal_dilation,
 )
-from motion_relevance.synthetic.generator import _DIRECTIONS, CUE_COLOURS
-from motion_relevance.synthetic.masks import SHAPES
+from motion_relevance.synthetic.generator import _DIRECTIONS, CUE_COLOURS, PALETTE
+from motion_relevance.synthetic.masks import LABEL_SHAPES, SHAPES
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -74,7 +74,7 @@ def _best_shape(support: np.ndarray) -> str:
     ys, xs = np.nonzero(support)
     crop = support[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     best, score = "", -1.0
-    for shape in APPEARANCE_LABELS:
+    for shape in LABEL_SHAPES:
         for s in range(6, 40):
             m = shape_mask(shape, s)
             my, mx = np.nonzero(m)
@@ -96,7 +96,10 @@ def test_appearance_label_is_the_static_key_shape() -> None:
         visible = b.key_mask[i].all(axis=0)
         frames = b.frames[i][:, visible]
         assert (frames == frames[:1]).all()
-        assert _best_shape(key) == APPEARANCE_LABELS[b.labels[i]]
+        assert _best_shape(key) == LABEL_SHAPES[b.labels[i]]
+        assert APPEARANCE_LABELS[b.labels[i]].endswith(LABEL_SHAPES[b.labels[i]])
+        colour = b.frames[i, 0][b.key_mask[i, 0]].astype(float).mean(axis=0)
+        np.testing.assert_allclose(colour, PALETTE[b.labels[i]], atol=25)
     assert not b.key_mask[i][b.segmentation[i] == 1].any()
 
 

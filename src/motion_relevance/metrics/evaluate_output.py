@@ -27,6 +27,7 @@ FILES: tuple[str, ...] = (
     "precision_vs_sigma.png",
     "motion_share.png",
     "auroc_vs_sigma.png",
+    "benchmark_samples.png",
 )
 
 
@@ -185,11 +186,14 @@ def render_markdown(ev: Evaluation, command: str | None = None) -> str:
             lines += [f"## Optical-flow precision on real clips, `{model}`", ""]
             rows = []
             for meth in _methods(ev, "flow", model):
-                rows.append([meth, _fmt(ev.value("flow", model, meth, s0, "flow_precision_base"))]
+                n = [r.n for r in ev.select(section="flow", model=model, method=meth, sigma=s0,
+                                            metric="flow_precision_base")]
+                rows.append([meth, str(n[0] if n else 0),
+                             _fmt(ev.value("flow", model, meth, s0, "flow_precision_base"))]
                             + [_fmt(ev.value("flow", model, meth, s, "flow_precision_selective")) for s in sigmas]
                             + [_fmt(ev.value("flow", model, meth, s0, "motion_share")),
                                _fmt(ev.value("flow", model, meth, None, "flow_mask_fraction"))])
-            lines += _table(["method", "base"] + [f"sel σ={s:g}" for s in sigmas]
+            lines += _table(["method", "clips", "base"] + [f"sel σ={s:g}" for s in sigmas]
                             + [f"motion share σ={s0:g}", "flow-mask fraction"], rows)
 
     best = ev.value("summary", "synthetic-motion", "all", None, "best_sigma_by_f1")
@@ -200,7 +204,8 @@ def render_markdown(ev: Evaluation, command: str | None = None) -> str:
                   "`synthetic-motion`:", ""]
         lines += _table([f"σ={s:g}" for s in sigmas], [[_fmt(v) for v in f1]])
         lines += [f"Best sigma by this criterion: **{best:g}**.", ""]
-    lines += ["Plots: `precision_vs_sigma.png`, `motion_share.png`, `auroc_vs_sigma.png`.", ""]
+    lines += ["Plots: `precision_vs_sigma.png`, `motion_share.png`, `auroc_vs_sigma.png`, "
+              "`benchmark_samples.png`.", ""]
     return "\n".join(lines)
 
 
@@ -291,10 +296,11 @@ def plot_auroc(ev: Evaluation, path: Path) -> None:
     pairs = _models(ev, "separation")
     fig, axes = plt.subplots(1, max(1, len(pairs)), figsize=(4.5 * max(1, len(pairs)), 3.2), squeeze=False)
     sigmas = list(ev.config.sigmas)
+    colours = plt.get_cmap("tab20").colors
     for ax, pair in zip(axes.flat, pairs, strict=False):
-        for meth in _methods(ev, "separation", pair):
+        for k, meth in enumerate(_methods(ev, "separation", pair)):
             ax.plot(sigmas, [ev.value("separation", pair, meth, s, "auroc_motion_share") for s in sigmas],
-                    "o-", label=meth, ms=3)
+                    "os^v"[k % 4] + "-", label=meth, ms=3, color=colours[(2 * k) % 20 + (k // 10) % 2])
         ax.axhline(0.5, color="grey", ls=":")
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("σ")
@@ -307,6 +313,36 @@ def plot_auroc(ev: Evaluation, path: Path) -> None:
         axes.flat[0].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_benchmark_samples(path: Path, seed: int = 0) -> None:
+    """Two clips of each synthetic variant: first and middle frame, and the motion mask."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from motion_relevance.synthetic import VARIANTS, generate, labels
+
+    fig, axes = plt.subplots(len(VARIANTS), 6, figsize=(11, 2.0 * len(VARIANTS)), squeeze=False)
+    for row, variant in enumerate(VARIANTS):
+        batch = generate(variant, 2, split="test", seed=seed)
+        mid = batch.frames.shape[1] // 2
+        for k in range(2):
+            name = labels(variant)[batch.labels[k]]
+            cue = f", cue {labels(variant)[batch.cues[k]]}" if batch.cues[k] >= 0 else ""
+            panels = [(batch.frames[k, 0], f"{variant}: {name}{cue}\nframe 0"),
+                      (batch.frames[k, mid], f"frame {mid}"),
+                      (batch.motion_mask[k, mid] * 1.0 + batch.key_mask[k, mid] * 0.5,
+                       "motion mask (key: grey)")]
+            for j, (img, title) in enumerate(panels):
+                ax = axes[row, 3 * k + j]
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1 if img.ndim == 2 else None)
+                ax.set_title(title, fontsize=7)
+                ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -327,6 +363,7 @@ def write_evaluation(ev: Evaluation, out: str | os.PathLike[str], *, command: st
         plot_precision(ev, tmp / "precision_vs_sigma.png")
         plot_motion_share(ev, tmp / "motion_share.png")
         plot_auroc(ev, tmp / "auroc_vs_sigma.png")
+        plot_benchmark_samples(tmp / "benchmark_samples.png", seed=ev.config.seed)
         paths = []
         for name in FILES:
             os.replace(tmp / name, out / name)
@@ -345,5 +382,5 @@ def write_evaluation(ev: Evaluation, out: str | os.PathLike[str], *, command: st
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["FILES", "plot_auroc", "plot_motion_share", "plot_precision", "render_markdown",
-           "write_csv", "write_evaluation"]
+__all__ = ["FILES", "plot_auroc", "plot_benchmark_samples", "plot_motion_share", "plot_precision",
+           "render_markdown", "write_csv", "write_evaluation"]

@@ -34,7 +34,9 @@ SYNTHETIC_PRESETS: dict[str, str] = {
 
 #: sha256 of each shipped weights file (printed by the training command).
 WEIGHTS_SHA256: dict[str, str] = {
-    "synthetic-motion": "34bec1e29b53db6759b7843454c70dceebb315b6e456d61349f398429731b1ed",
+    "synthetic-motion": "6477fee674bf35da05db9f58c40a1c02537e610587c811152134f5e8ac61e4cf",
+    "synthetic-appearance": "467abf5ecfed4269ea9d66c93d2dff055b5b127d24edbce0aa0b3d77350dab63",
+    "synthetic-shortcut": "1a16e6f170132369594ed0dc8972040370c1836224ccc2450c46f0230969032a",
 }
 
 #: Channel widths of the four 3x3x3 convolution stages.
@@ -45,8 +47,10 @@ STD: tuple[float, float, float] = (0.25, 0.25, 0.25)
 
 
 class SyntheticC3D(nn.Module):
-    """C3D-style network: four 3x3x3 conv + ReLU stages with max pooling, then global average
-    pooling and a linear classifier. The first pooling is spatial only, as in C3D."""
+    """C3D-style network: four 3x3x3 conv + batch norm + ReLU stages with max pooling, then
+    global average pooling and a linear classifier. The first pooling is spatial only, as in
+    C3D. (Batch norm is what lets the shape task of the ``appearance`` variant train in a few
+    hundred steps; the LRP canonizers fold it into the convolutions.)"""
 
     def __init__(self, num_classes: int = 4, widths: tuple[int, ...] = WIDTHS) -> None:
         super().__init__()
@@ -55,6 +59,7 @@ class SyntheticC3D(nn.Module):
         c_in = 3
         for i, (c_out, pool) in enumerate(zip(widths, pools, strict=True), start=1):
             layers[f"conv{i}"] = nn.Conv3d(c_in, c_out, kernel_size=3, padding=1)
+            layers[f"bn{i}"] = nn.BatchNorm3d(c_out)
             layers[f"relu{i}"] = nn.ReLU()
             if pool is not None:
                 layers[f"pool{i}"] = nn.MaxPool3d(pool)

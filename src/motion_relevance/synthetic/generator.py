@@ -8,8 +8,9 @@ regenerated on its own and nothing large is stored. Three variants:
   up). It moves on a torus (wrapping at the borders), its shape, colour, texture, speed and
   start are random, so every single frame has the same distribution whatever the label: a
   frozen clip carries no label information.
-- ``appearance``: the label is the shape of a static object (disc, square, triangle, cross);
-  a moving ring and a static ring are distractors that carry no label information.
+- ``appearance``: the label is the shape and colour of a static object (red disc, green
+  square, blue triangle, yellow cross); a moving ring and a static ring, both in muted colours,
+  are distractors that carry no label information.
 - ``shortcut``: as ``motion``, plus a static colour patch whose colour agrees with the label in
   ``cue_agreement`` of the clips (0.9 for ``train``/``val``) and is uniformly random for
   ``test``.
@@ -35,13 +36,17 @@ SIZE = 64
 
 MOTION_LABELS: tuple[str, ...] = ("right", "left", "down", "up")
 _DIRECTIONS: tuple[tuple[int, int], ...] = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (dy, dx)
-APPEARANCE_LABELS: tuple[str, ...] = LABEL_SHAPES
-#: Cue colours of the ``shortcut`` variant, one per motion label (red, green, blue, yellow).
-CUE_COLOURS: tuple[tuple[int, int, int], ...] = (
+#: Four distinct colours (red, green, blue, yellow): the ``appearance`` key object's colour
+#: per label, and the ``shortcut`` cue colour per label.
+PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 40, 40),
     (40, 200, 60),
     (50, 80, 230),
     (235, 220, 40),
+)
+CUE_COLOURS = PALETTE
+APPEARANCE_LABELS: tuple[str, ...] = tuple(
+    f"{colour} {shape}" for colour, shape in zip(("red", "green", "blue", "yellow"), LABEL_SHAPES, strict=True)
 )
 TRAIN_CUE_AGREEMENT = 0.9
 
@@ -172,10 +177,18 @@ def _texture(rng: np.random.Generator, size: int, coarse: float, fine: float) ->
     return smooth + rng.normal(0.0, fine, (size, size, 3)).astype(np.float32)
 
 
-def _sprite(rng: np.random.Generator, shape: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mask (s, s), rgb (s, s, 3)) of a textured object."""
+def _muted_colour(rng: np.random.Generator) -> np.ndarray:
+    h, s, v = rng.random(), rng.uniform(0.0, 0.25), rng.uniform(0.5, 1.0)
+    return np.array(colorsys.hsv_to_rgb(h, s, v), dtype=np.float32) * 255.0
+
+
+def _sprite(
+    rng: np.random.Generator, shape: str, size: int, colour: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mask (s, s), rgb (s, s, 3)) of a textured object (random vivid colour by default)."""
     mask = shape_mask(shape, size)
-    rgb = _vivid_colour(rng)[None, None, :] + _texture(rng, size, 25.0, 20.0)
+    base = _vivid_colour(rng) if colour is None else np.asarray(colour, dtype=np.float32)
+    rgb = base[None, None, :] + _texture(rng, size, 25.0, 20.0)
     return mask, rgb
 
 
@@ -205,9 +218,11 @@ def _render(
     seg_static = np.zeros((size, size), dtype=np.uint8)
 
     # Static objects: (shape, is_key); the cue patch is drawn separately.
+    moving_colour: np.ndarray | None = None
     if variant == "appearance":
-        statics = [(APPEARANCE_LABELS[label], True), ("ring", False)]
+        statics = [(LABEL_SHAPES[label], True), ("ring", False)]
         moving_shape = "ring"
+        moving_colour = _muted_colour(rng)
         direction = int(rng.integers(0, 4))
     else:
         statics = [(str(rng.choice(LABEL_SHAPES)), False) for _ in range(2)]
@@ -218,7 +233,11 @@ def _render(
     value = 2
     for shape, is_key in statics:
         s = _object_size(rng, size)
-        mask, rgb = _sprite(rng, shape, s)
+        if variant == "appearance":
+            colour = np.array(PALETTE[label], np.float32) if is_key else _muted_colour(rng)
+        else:
+            colour = None
+        mask, rgb = _sprite(rng, shape, s, colour)
         y, x = _place(rng, s, size, taken)
         region = canvas[y : y + s, x : x + s]
         region[mask] = rgb[mask]
@@ -237,7 +256,7 @@ def _render(
     # The moving object wraps around the borders (a torus), so its position in any one frame
     # is uniform whatever the direction.
     s = _object_size(rng, size)
-    mask, rgb = _sprite(rng, moving_shape, s)
+    mask, rgb = _sprite(rng, moving_shape, s, moving_colour)
     layer_mask = np.zeros((size, size), dtype=bool)
     layer_rgb = np.zeros((size, size, 3), dtype=np.float32)
     layer_mask[:s, :s] = mask
@@ -261,6 +280,7 @@ __all__ = [
     "CUE_COLOURS",
     "FRAMES",
     "MOTION_LABELS",
+    "PALETTE",
     "SIZE",
     "SPLITS",
     "TRAIN_CUE_AGREEMENT",

@@ -39,7 +39,7 @@ class TrainConfig:
     """Everything a training run depends on."""
 
     variant: str
-    steps: int = 400
+    steps: int = 300
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
