@@ -1,6 +1,6 @@
 """Reference models of the synthetic benchmark: a small C3D-style network per variant.
 
-The trained weights ship with the package (``models/weights/synthetic-*.safetensors``, about
+The trained weights ship with the package (``models/trained/synthetic-*.safetensors``, about
 0.3 MB each) and are verified against the sha256 digests below before loading. They are
 reproduced by ``python -m motion_relevance.synthetic.train --variant VARIANT``.
 """
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 SYNTHETIC_PRESETS: dict[str, str] = {
     "synthetic-motion": "small C3D trained on the synthetic benchmark; label = direction of motion",
-    "synthetic-appearance": "small C3D trained on the synthetic benchmark; label = shape of a static object",
+    "synthetic-appearance": "small C3D trained on the synthetic benchmark; label = shape and colour of a static object",
     "synthetic-shortcut": "small C3D trained on the synthetic benchmark; label = direction of motion, "
     "with a static colour cue that agrees in 90 % of training clips",
 }
@@ -99,7 +99,7 @@ def synthetic_spec(name: str) -> InputSpec:
 def weights_resource(name: str) -> Traversable:
     """Where a preset's weights live inside the installed package."""
     _variant(name)
-    return resources.files("motion_relevance.models").joinpath("weights", f"{name}.safetensors")
+    return resources.files("motion_relevance.models").joinpath("trained", f"{name}.safetensors")
 
 
 def synthetic_weights_available(name: str) -> bool:

@@ -2,7 +2,7 @@
 
     python -m motion_relevance.synthetic.train --variant motion
 
-writes ``src/motion_relevance/models/weights/synthetic-motion.safetensors`` and prints its
+writes ``src/motion_relevance/models/trained/synthetic-motion.safetensors`` and prints its
 sha256 (to record in ``models/synthetic_presets.py``), test accuracy and frozen-clip accuracy.
 Every training batch is freshly generated (clip indices ``step * batch ...``), so the data never
 repeats and the run depends only on the seed, the step count and the thread count.
@@ -31,7 +31,7 @@ from motion_relevance.synthetic.generator import VARIANTS, generate
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
+DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / "models" / "trained"
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--variant", required=True, choices=VARIANTS)
     parser.add_argument("--out", default=None,
-                        help="output .safetensors file or directory (default: the package's models/weights/)")
+                        help="output .safetensors file or directory (default: the package's models/trained/)")
     defaults = TrainConfig(variant="motion")
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
