@@ -56,20 +56,21 @@ def _input_x_gradient(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attrib
     return scorer.result(InputXGradient(scorer).attribute(leaf(x)))
 
 
-def _guided_backprop(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
+def _relu_rule(method: type[GuidedBackprop] | type[Deconvolution], run: Run, x: torch.Tensor) -> Attribution:
+    """Captum's ReLU-hook methods, with its hook warning silenced (we restore the model)."""
     scorer = run.scorer(select=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_RELU_HOOK_WARNING)
-        relevance = GuidedBackprop(scorer).attribute(leaf(x))
+        relevance = method(scorer).attribute(leaf(x))
     return scorer.result(relevance)
+
+
+def _guided_backprop(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
+    return _relu_rule(GuidedBackprop, run, x)
 
 
 def _deconvolution(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
-    scorer = run.scorer(select=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_RELU_HOOK_WARNING)
-        relevance = Deconvolution(scorer).attribute(leaf(x))
-    return scorer.result(relevance)
+    return _relu_rule(Deconvolution, run, x)
 
 
 def _baseline(value: Any, x: torch.Tensor) -> torch.Tensor:
