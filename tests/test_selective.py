@@ -11,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 import motion_relevance as mr
 from motion_relevance.errors import InvalidInputError, MotionRelevanceError
+from motion_relevance.selective_kernels import ENV_VAR
 
 SOBEL_T0 = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float64)
 
@@ -36,6 +37,13 @@ def naive_selective(relevance: np.ndarray, sigma: float) -> tuple[np.ndarray, np
     std = d.reshape(d.shape[0], -1).std(axis=1, ddof=1)
     mask = d > sigma * std[:, None, None, None]
     return d, mask
+
+
+@pytest.fixture(autouse=True, params=["numba", "torch"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on both implementations: the fused CPU kernels and eager PyTorch."""
+    monkeypatch.setenv(ENV_VAR, request.param)
+    return request.param
 
 
 # ------------------------------------------------------------------------------------------------
@@ -244,7 +252,9 @@ volumes = st.tuples(
         elements=st.floats(-100, 100, allow_nan=False, allow_infinity=False, width=64),
     )
 )
-PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 
 
 def _near_threshold(sel: mr.SelectiveRelevance, rtol: float = 1e-9) -> torch.Tensor:

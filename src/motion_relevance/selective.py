@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from motion_relevance import selective_kernels
 from motion_relevance.errors import InvalidInputError
 
 Padding = Literal["replicate", "zeros"]
@@ -208,13 +209,14 @@ def temporal_gradient(
     """The temporal derivative ``D`` of a relevance volume, shaped ``(N, 1, T, H, W)``.
 
     Same rank as given: a ``(C, T, H, W)`` input gives ``(1, T, H, W)``. Computed in at least
-    float32.
+    float32, without a gradient (the selective mask built from it is piecewise constant).
     """
     _check_options(padding, derivative)
     rel, unbatched = _as_relevance(relevance)
     work = _work_dtype(rel.dtype)
-    _raise_if_not_finite(rel, _l1_per_clip(rel, work))
-    d = _derivative(_channel_sum(rel, work), padding, derivative).unsqueeze(1)
+    with torch.no_grad():
+        _raise_if_not_finite(rel, _l1_per_clip(rel, work))
+        d = _derivative(_channel_sum(rel, work), padding, derivative).unsqueeze(1)
     return d[0] if unbatched else d
 
 
@@ -229,6 +231,27 @@ def _per_clip_std(d: torch.Tensor) -> torch.Tensor:
         return torch.zeros(flat.shape[0], dtype=d.dtype, device=d.device)
     centred = flat - flat.mean(dim=1, keepdim=True)
     return torch.linalg.vector_norm(centred, dim=1) / math.sqrt(count - 1)
+
+
+def _split_torch(
+    rel: torch.Tensor, sigma: float, padding: str, derivative: str
+) -> tuple[torch.Tensor, ...]:
+    """The selective step in eager PyTorch (any device and dtype, keeps autograd).
+
+    Returns motion, mask ``(N, 1, T, H, W)``, ``D`` ``(N, 1, T, H, W)``, threshold, and the
+    per-clip ``sum|motion|`` and ``sum|R|``.
+    """
+    work = _work_dtype(rel.dtype)
+    with torch.no_grad():  # the mask is piecewise constant: only ``motion`` carries a gradient
+        magnitude = _channel_l1(rel, work)  # sum_c |R|, (N, T, H, W)
+        total = magnitude.sum(dim=(1, 2, 3))
+        _raise_if_not_finite(rel, total)
+        d = _derivative(_channel_sum(rel, work), padding, derivative)  # (N, T, H, W)
+        threshold = sigma * _per_clip_std(d)
+        mask = (d > threshold.view(-1, 1, 1, 1)).unsqueeze(1)
+        kept = magnitude.mul_(mask[:, 0]).sum(dim=(1, 2, 3))
+    motion = rel * mask
+    return motion, mask, d.unsqueeze(1), threshold, kept, total
 
 
 def selective_relevance(
@@ -251,20 +274,18 @@ def selective_relevance(
     if sigma < 0:
         raise InvalidInputError(f"sigma must be >= 0, got {sigma}")
     rel, unbatched = _as_relevance(relevance)
-    work = _work_dtype(rel.dtype)
-
-    magnitude = _channel_l1(rel, work)  # sum_c |R|, (N, T, H, W)
-    total = magnitude.sum(dim=(1, 2, 3))
-    _raise_if_not_finite(rel, total)
-    d = _derivative(_channel_sum(rel, work), padding, derivative)  # (N, T, H, W)
-
-    threshold = float(sigma) * _per_clip_std(d)
-    mask = (d > threshold.view(-1, 1, 1, 1)).unsqueeze(1)
-    motion = rel * mask
-    kept = magnitude.mul_(mask[:, 0]).sum(dim=(1, 2, 3))
+    if selective_kernels.usable(rel):
+        parts = selective_kernels.split(rel, sigma, padding == "replicate", derivative == "abs")
+        _raise_if_not_finite(rel, parts.total)
+        motion, mask, d, threshold = parts.motion, parts.mask, parts.temporal_gradient, parts.threshold
+        total, kept = parts.total, parts.kept
+    else:
+        motion, mask, d, threshold, kept, total = _split_torch(rel, float(sigma), padding, derivative)
+    if not bool(torch.isfinite(threshold).all()):  # finite voxels whose derivative overflowed
+        raise InvalidInputError("relevance values are too large: their temporal derivative overflows")
     share = torch.where(total > 0, kept / torch.where(total > 0, total, 1.0), 0.0)
+    share = share.to(_work_dtype(rel.dtype))
 
-    d = d.unsqueeze(1)
     if unbatched:
         rel, motion, mask, d = rel[0], motion[0], mask[0], d[0]
         threshold, share = threshold[0], share[0]

@@ -1,0 +1,287 @@
+"""Fused CPU kernels for the selective step (Numba), used by ``selective_relevance``.
+
+The eager PyTorch version in ``selective.py`` makes about twenty passes over memory (channel
+sum, three separable filters, abs, mean, norm, compare, multiply, two L1 sums). Here the same
+algorithm takes two parallel passes over the relevance:
+
+1. per clip and chunk of frames: channel sum, ``[1, 2, 1]`` in height then in width (kept in a
+   ring of three frames), ``D[t] = S[t-1] - S[t+1]`` written out, and per-frame sums and
+   centred sums of squares of ``D`` (combined into the per-clip std with Chan's formula);
+2. per frame: ``mask = D > threshold``, ``motion = R * mask``, ``sum|R|`` and ``sum|motion|``.
+
+The filters add in exactly the order of the eager version, so ``D`` is bit-identical to it; the
+statistics are accumulated per frame and combined in float64. Used for float32/float64 CPU
+tensors that do not require grad; everything else (CUDA, half precision, autograd) takes the
+eager path. ``MOTION_RELEVANCE_SELECTIVE_KERNEL=torch`` forces the eager path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+try:  # numba is a dependency; without it (or on an odd platform) the eager path is used
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    numba = None
+
+ENV_VAR = "MOTION_RELEVANCE_SELECTIVE_KERNEL"
+_DTYPES = (torch.float32, torch.float64)
+# Reassociation lets the reductions vectorise; only the sums use it, never the filters.
+_REDUCE = {"reassoc", "nsz"}
+_lock = threading.Lock()  # numba's workqueue layer must not be entered by two threads at once
+_launched_in: int | None = None  # the process that started numba's thread pool
+
+
+class Split(NamedTuple):
+    """What the fused kernels return, as torch tensors (``N`` clips)."""
+
+    motion: torch.Tensor  # like the relevance
+    mask: torch.Tensor  # bool (N, 1, T, H, W)
+    temporal_gradient: torch.Tensor  # (N, 1, T, H, W), the relevance's dtype
+    threshold: torch.Tensor  # (N,)
+    kept: torch.Tensor  # (N,) float64, sum|motion|
+    total: torch.Tensor  # (N,) float64, sum|relevance|
+
+
+def usable(rel: torch.Tensor) -> bool:
+    """Whether the fused kernels can compute the selective step of ``rel`` (5-D, validated)."""
+    if numba is None or os.environ.get(ENV_VAR, "numba") == "torch":
+        return False
+    if rel.device.type != "cpu" or rel.dtype not in _DTYPES or rel.requires_grad:
+        return False
+    # GNU OpenMP, numba's usual threading layer, does not survive a fork once started
+    return _launched_in is None or _launched_in == os.getpid()
+
+
+def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> Split:
+    """Run the fused selective step on a validated 5-D CPU tensor (see ``usable``)."""
+    global _launched_in
+    rel = rel.detach().contiguous()
+    n, _, t, h, w = rel.shape
+    motion = torch.empty_like(rel)
+    mask = torch.empty((n, 1, t, h, w), dtype=torch.bool)
+    d = torch.empty((n, 1, t, h, w), dtype=rel.dtype)
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    chunks = -(-threads // n)  # split each clip's frames so that every thread has work
+    zero = rel.new_zeros(()).numpy()[()]  # a scalar of the relevance's dtype for the sums
+    with _lock:
+        _launched_in = os.getpid()
+        numba.set_num_threads(threads)
+        threshold, kept, total = _selective(
+            rel.numpy(), d.numpy(), mask.numpy(), motion.numpy(),
+            float(sigma), replicate, absolute, chunks, zero,
+        )
+    return Split(
+        motion, mask, d, torch.from_numpy(threshold), torch.from_numpy(kept), torch.from_numpy(total)
+    )
+
+
+if numba is not None:
+
+    @njit(cache=True)
+    def _smooth_frame(r, n, t, out, e, vs, replicate):  # pragma: no cover - compiled
+        """``out = [1,2,1]_W * ([1,2,1]_H * sum_c r[n, :, t])`` on flat planes, eager's order."""
+        c_count, height, width = r.shape[1], r.shape[3], r.shape[4]
+        p_count = height * width
+        if c_count == 3:
+            r0 = r[n, 0, t].reshape(p_count)
+            r1 = r[n, 1, t].reshape(p_count)
+            r2 = r[n, 2, t].reshape(p_count)
+            for p in range(p_count):
+                e[p] = (r0[p] + r1[p]) + r2[p]
+        else:
+            r0 = r[n, 0, t].reshape(p_count)
+            for p in range(p_count):
+                e[p] = r0[p]
+            for c in range(1, c_count):
+                rc = r[n, c, t].reshape(p_count)
+                for p in range(p_count):
+                    e[p] += rc[p]
+        # [1, 2, 1] along H: rows are `width` apart; 2x is written x + x (exact, same dtype)
+        if height == 1:
+            k = 4.0 if replicate else 2.0
+            for p in range(width):
+                vs[p] = e[p] * k
+        else:
+            up = e[: p_count - 2 * width]
+            mid = e[width : p_count - width]
+            down = e[2 * width :]
+            o = vs[width : p_count - width]
+            for p in range(p_count - 2 * width):
+                o[p] = (up[p] + down[p]) + (mid[p] + mid[p])
+            for edge in range(2):
+                h0 = 0 if edge == 0 else height - 1
+                h1 = 1 if edge == 0 else height - 2
+                o = vs[h0 * width : (h0 + 1) * width]
+                a = e[h0 * width : (h0 + 1) * width]
+                b = e[h1 * width : (h1 + 1) * width]
+                if replicate:
+                    for p in range(width):
+                        o[p] = (b[p] + a[p]) + (a[p] + a[p])
+                else:
+                    for p in range(width):
+                        o[p] = b[p] + (a[p] + a[p])
+        # [1, 2, 1] along W over the whole flat plane, then the first and last column again
+        if width == 1:
+            k = 4.0 if replicate else 2.0
+            for p in range(p_count):
+                out[p] = vs[p] * k
+            return
+        left = vs[: p_count - 2]
+        mid = vs[1 : p_count - 1]
+        right = vs[2:]
+        o = out[1 : p_count - 1]
+        for p in range(p_count - 2):
+            o[p] = (left[p] + right[p]) + (mid[p] + mid[p])
+        for row in range(height):
+            i = row * width
+            j = i + width - 1
+            if replicate:
+                out[i] = (vs[i + 1] + vs[i]) + (vs[i] + vs[i])
+                out[j] = (vs[j - 1] + vs[j]) + (vs[j] + vs[j])
+            else:
+                out[i] = vs[i + 1] + (vs[i] + vs[i])
+                out[j] = vs[j - 1] + (vs[j] + vs[j])
+
+    @njit(cache=True, fastmath=_REDUCE)
+    def _difference_and_moments(a, b, out, absolute, zero):  # pragma: no cover - compiled
+        """``out = a - b`` (or ``|a - b|``); returns the sum and centred sum of squares of out."""
+        total = zero
+        if absolute:
+            for p in range(out.shape[0]):
+                x = abs(a[p] - b[p])
+                out[p] = x
+                total += x
+        else:
+            for p in range(out.shape[0]):
+                x = a[p] - b[p]
+                out[p] = x
+                total += x
+        mean = total / out.shape[0]
+        m2 = zero
+        for p in range(out.shape[0]):
+            x = out[p] - mean
+            m2 += x * x
+        return np.float64(total), np.float64(m2)
+
+    @njit(parallel=True, cache=True)
+    def _derivative(r, d, chunks, replicate, absolute, frame_sum, frame_m2, zero):  # pragma: no cover
+        """Pass 1: ``D`` of every frame, with per-frame sum and centred sum of squares."""
+        n_clips, _, frames, height, width = r.shape
+        p_count = height * width
+        length = (frames + chunks - 1) // chunks
+        for task in prange(n_clips * chunks):
+            n = task // chunks
+            t0 = (task - n * chunks) * length
+            t1 = min(t0 + length, frames)
+            if t0 >= t1:
+                continue
+            ring = np.empty((3, p_count), dtype=d.dtype)  # S of three consecutive frames
+            nothing = np.zeros(p_count, dtype=d.dtype)  # the zero padding outside the clip
+            e = np.empty(p_count, dtype=d.dtype)
+            vs = np.empty(p_count, dtype=d.dtype)
+            last = min(t1, frames - 1)
+            for u in range(max(t0 - 1, 0), last + 2):
+                if u <= last:
+                    _smooth_frame(r, n, u, ring[u % 3], e, vs, replicate)
+                t = u - 1  # D[t] = S[t-1] - S[t+1], and S[t+1] = S[u] is now known
+                if t < t0 or t >= t1:
+                    continue
+                if t >= 1:
+                    before = ring[(t - 1) % 3]
+                elif replicate:
+                    before = ring[0]
+                else:
+                    before = nothing
+                if u <= frames - 1:
+                    after = ring[u % 3]
+                elif replicate:
+                    after = ring[(frames - 1) % 3]
+                else:
+                    after = nothing
+                s, m2 = _difference_and_moments(before, after, d[n, 0, t].reshape(p_count), absolute, zero)
+                frame_sum[n * frames + t] = s
+                frame_m2[n * frames + t] = m2
+
+    @njit(parallel=True, cache=True, fastmath=_REDUCE)
+    def _apply_mask(r, d, threshold, mask, motion, kept, total, zero):  # pragma: no cover
+        """Pass 2: mask, motion part and the two L1 sums of every frame."""
+        n_clips, c_count, frames, height, width = r.shape
+        p_count = height * width
+        for f in prange(n_clips * frames):
+            n = f // frames
+            t = f - n * frames
+            th = threshold[n]
+            dd = d[n, 0, t].reshape(p_count)
+            mm = mask[n, 0, t].reshape(p_count)
+            kept_f = 0.0
+            total_f = 0.0
+            for c in range(c_count):
+                src = r[n, c, t].reshape(p_count)
+                dst = motion[n, c, t].reshape(p_count)
+                k = zero
+                a = zero
+                if c == 0:
+                    for p in range(p_count):
+                        v = src[p]
+                        av = abs(v)
+                        keep = dd[p] > th
+                        mm[p] = keep
+                        dst[p] = v if keep else zero
+                        k += av if keep else zero
+                        a += av
+                else:
+                    for p in range(p_count):
+                        v = src[p]
+                        av = abs(v)
+                        keep = dd[p] > th
+                        dst[p] = v if keep else zero
+                        k += av if keep else zero
+                        a += av
+                kept_f += k
+                total_f += a
+            kept[f] = kept_f
+            total[f] = total_f
+
+    @njit(cache=True)
+    def _selective(r, d, mask, motion, sigma, replicate, absolute, chunks, zero):  # pragma: no cover
+        """Both passes; returns the per-clip threshold, ``sum|motion|`` and ``sum|R|``."""
+        n_clips, _, frames, height, width = r.shape
+        p_count = height * width
+        count = frames * p_count
+        frame_sum = np.empty(n_clips * frames)
+        frame_m2 = np.empty(n_clips * frames)
+        _derivative(r, d, chunks, replicate, absolute, frame_sum, frame_m2, zero)
+        threshold = np.empty(n_clips, dtype=r.dtype)
+        for n in range(n_clips):
+            s = 0.0
+            for t in range(frames):
+                s += frame_sum[n * frames + t]
+            mean = s / count
+            m2 = 0.0
+            for t in range(frames):  # Chan et al.: within-frame plus between-frame parts
+                dev = frame_sum[n * frames + t] / p_count - mean
+                m2 += frame_m2[n * frames + t] + p_count * dev * dev
+            std = np.sqrt(m2 / (count - 1)) if count > 1 else 0.0
+            threshold[n] = sigma * std
+        kept_f = np.empty(n_clips * frames)
+        total_f = np.empty(n_clips * frames)
+        _apply_mask(r, d, threshold, mask, motion, kept_f, total_f, zero)
+        kept = np.zeros(n_clips)
+        total = np.zeros(n_clips)
+        for f in range(n_clips * frames):
+            kept[f // frames] += kept_f[f]
+            total[f // frames] += total_f[f]
+        return threshold, kept, total
+
+
+__all__ = ["ENV_VAR", "Split", "split", "usable"]

@@ -1,0 +1,139 @@
+"""The fused CPU kernels agree with the eager PyTorch selective step, and are used only where valid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import motion_relevance as mr
+from motion_relevance import selective_kernels
+from motion_relevance.errors import InvalidInputError
+from motion_relevance.selective import _split_torch
+
+PROPS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+shapes = st.tuples(
+    st.integers(1, 3), st.integers(1, 4), st.integers(1, 7), st.integers(1, 6), st.integers(1, 6)
+)
+
+
+def _both(rel: torch.Tensor, sigma: float, padding: str, derivative: str):
+    fused = selective_kernels.split(rel, sigma, padding == "replicate", derivative == "abs")
+    eager = _split_torch(rel, sigma, padding, derivative)
+    return fused, eager
+
+
+def _assert_agree(rel: torch.Tensor, sigma: float, padding: str, derivative: str, rtol: float) -> None:
+    fused, (motion, mask, d, threshold, kept, total) = _both(rel, sigma, padding, derivative)
+    # the filters add in the same order: the derivative is bit-identical
+    assert torch.equal(fused.temporal_gradient, d)
+    assert torch.allclose(fused.threshold, threshold, rtol=rtol, atol=1e-30)
+    near = (d - threshold.view(-1, 1, 1, 1, 1)).abs() <= 4 * rtol * threshold.abs().view(-1, 1, 1, 1, 1)
+    assert not ((fused.mask != mask) & ~near).any()
+    same = (fused.mask == mask).expand_as(rel)
+    assert torch.equal(fused.motion[same], motion[same])
+    assert torch.allclose(fused.total, total.double(), rtol=rtol, atol=0)
+    assert torch.allclose(fused.kept, kept.double(), rtol=rtol, atol=1e-6 * float(total.max()))
+
+
+@settings(PROPS)
+@given(
+    shapes.flatmap(lambda s: arrays(np.float64, s, elements=st.floats(-100, 100, width=64))),
+    st.floats(0, 3),
+    st.sampled_from(["replicate", "zeros"]),
+    st.sampled_from(["abs", "signed"]),
+)
+def test_fused_matches_eager_in_float64(rel: np.ndarray, sigma: float, padding: str, derivative: str) -> None:
+    _assert_agree(torch.from_numpy(rel), sigma, padding, derivative, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "shape", [(8, 3, 16, 28, 28), (1, 3, 32, 30, 20), (2, 1, 5, 1, 9), (3, 4, 2, 7, 1), (1, 3, 1, 5, 5)]
+)
+@pytest.mark.parametrize(("padding", "derivative"), [("replicate", "abs"), ("zeros", "signed")])
+def test_fused_matches_eager_in_float32(shape: tuple[int, ...], padding: str, derivative: str) -> None:
+    rel = torch.randn(shape, generator=torch.Generator().manual_seed(sum(shape)))
+    _assert_agree(rel, 1.0, padding, derivative, rtol=1e-4)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 5, 9])
+def test_every_split_of_the_frames_gives_the_same_derivative(frames: int) -> None:
+    """Chunks of frames recompute their neighbours' smoothing; the result must not depend on it."""
+    rel = torch.randn(2, 3, frames, 6, 7, generator=torch.Generator().manual_seed(frames)).numpy()
+    results = []
+    for chunks in range(1, frames + 2):
+        d = np.empty((2, 1, frames, 6, 7), np.float32)
+        mask = np.empty(d.shape, np.bool_)
+        motion = np.empty_like(rel)
+        out = selective_kernels._selective(rel, d, mask, motion, 1.0, True, True, chunks, np.float32(0))
+        results.append((d, mask, motion, out))
+    for d, mask, motion, out in results[1:]:
+        assert np.array_equal(d, results[0][0]) and np.array_equal(mask, results[0][1])
+        assert np.array_equal(motion, results[0][2])
+        for a, b in zip(out, results[0][3], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_public_function_uses_the_kernels_for_float_cpu_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = selective_kernels.split
+    monkeypatch.setattr(selective_kernels, "split", lambda *a: calls.append(a) or real(*a))
+    mr.selective_relevance(torch.randn(1, 3, 4, 5, 5))
+    mr.selective_relevance(torch.randn(1, 3, 4, 5, 5, dtype=torch.float64))
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.randn(1, 3, 4, 5, 5, requires_grad=True),
+        lambda: torch.randn(1, 3, 4, 5, 5).half(),
+        lambda: torch.randn(1, 3, 4, 5, 5).bfloat16(),
+    ],
+    ids=["requires-grad", "float16", "bfloat16"],
+)
+def test_eager_path_for_autograd_and_half_precision(make) -> None:
+    rel = make()
+    assert not selective_kernels.usable(rel)
+    sel = mr.selective_relevance(rel)
+    assert sel.motion.dtype == rel.dtype
+    if rel.requires_grad:  # the eager path keeps the graph
+        sel.motion.sum().backward()
+        assert rel.grad is not None
+
+
+def test_environment_variable_forces_the_eager_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    rel = torch.randn(1, 3, 4, 5, 5)
+    assert selective_kernels.usable(rel)
+    monkeypatch.setenv(selective_kernels.ENV_VAR, "torch")
+    assert not selective_kernels.usable(rel)
+
+
+def test_a_forked_child_does_not_enter_the_parents_thread_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    mr.selective_relevance(torch.randn(1, 3, 4, 5, 5))  # the pool now belongs to this process
+    monkeypatch.setattr(selective_kernels, "_launched_in", -1)  # as seen from a forked child
+    rel = torch.randn(1, 3, 4, 5, 5)
+    assert not selective_kernels.usable(rel)
+    assert mr.selective_relevance(rel).mask.shape == (1, 1, 4, 5, 5)
+
+
+def test_non_contiguous_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    rel = torch.randn(1, 5, 4, 6, 3).permute(0, 4, 2, 3, 1)  # (1, 3, 4, 6, 5), not contiguous
+    fused = mr.selective_relevance(rel)
+    monkeypatch.setenv(selective_kernels.ENV_VAR, "torch")
+    eager = mr.selective_relevance(rel)
+    assert torch.equal(fused.temporal_gradient, eager.temporal_gradient)
+    assert torch.equal(fused.motion + fused.static, rel)
+
+
+@pytest.mark.parametrize("kernel", ["numba", "torch"])
+def test_overflowing_derivative_is_refused(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(selective_kernels.ENV_VAR, kernel)
+    rel = torch.zeros(1, 1, 4, 3, 3)
+    rel[0, 0, ::2] = 3e37  # finite, but 16 times that (the smoothing) is not
+    with pytest.raises(InvalidInputError, match="too large"):
+        mr.selective_relevance(rel)
