@@ -36,8 +36,11 @@ def _assert_agree(rel: torch.Tensor, sigma: float, padding: str, derivative: str
     assert not ((fused.mask != mask) & ~near).any()
     same = (fused.mask == mask).expand_as(rel)
     assert torch.equal(fused.motion[same], motion[same])
+    assert fused.finite
     assert torch.allclose(fused.total, total.double(), rtol=rtol, atol=0)
-    assert torch.allclose(fused.kept, kept.double(), rtol=rtol, atol=1e-6 * float(total.max()))
+    share = torch.where(total > 0, kept / torch.where(total > 0, total, 1.0), 0.0)
+    assert fused.motion_share.dtype == rel.dtype
+    assert torch.allclose(fused.motion_share, share, rtol=rtol, atol=1e-6)
 
 
 @settings(PROPS)

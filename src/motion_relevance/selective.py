@@ -150,6 +150,12 @@ def _raise_if_not_finite(relevance: torch.Tensor, reduced: torch.Tensor) -> None
     )
 
 
+def _raise_if_overflowing(threshold: torch.Tensor) -> None:
+    """A non-finite threshold from finite voxels means the derivative overflowed the dtype."""
+    if not bool(torch.isfinite(threshold).all()):
+        raise InvalidInputError("relevance values are too large: their temporal derivative overflows")
+
+
 def _smooth_121(src: torch.Tensor, dst: torch.Tensor, dim: int, replicate: bool) -> torch.Tensor:
     """``dst = [1, 2, 1] * src`` along ``dim`` (cross-correlation, padding 1); returns ``dst``."""
     n = src.shape[dim]
@@ -276,15 +282,14 @@ def selective_relevance(
     rel, unbatched = _as_relevance(relevance)
     if selective_kernels.usable(rel):
         parts = selective_kernels.split(rel, sigma, padding == "replicate", derivative == "abs")
-        _raise_if_not_finite(rel, parts.total)
-        motion, mask, d, threshold = parts.motion, parts.mask, parts.temporal_gradient, parts.threshold
-        total, kept = parts.total, parts.kept
+        if not parts.finite:
+            _raise_if_not_finite(rel, parts.total)
+            _raise_if_overflowing(parts.threshold)
+        motion, mask, d, threshold, share = parts[:5]
     else:
         motion, mask, d, threshold, kept, total = _split_torch(rel, float(sigma), padding, derivative)
-    if not bool(torch.isfinite(threshold).all()):  # finite voxels whose derivative overflowed
-        raise InvalidInputError("relevance values are too large: their temporal derivative overflows")
-    share = torch.where(total > 0, kept / torch.where(total > 0, total, 1.0), 0.0)
-    share = share.to(_work_dtype(rel.dtype))
+        _raise_if_overflowing(threshold)
+        share = torch.where(total > 0, kept / torch.where(total > 0, total, 1.0), 0.0)
 
     if unbatched:
         rel, motion, mask, d = rel[0], motion[0], mask[0], d[0]

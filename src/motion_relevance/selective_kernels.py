@@ -47,9 +47,10 @@ class Split(NamedTuple):
     motion: torch.Tensor  # like the relevance
     mask: torch.Tensor  # bool (N, 1, T, H, W)
     temporal_gradient: torch.Tensor  # (N, 1, T, H, W), the relevance's dtype
-    threshold: torch.Tensor  # (N,)
-    kept: torch.Tensor  # (N,) float64, sum|motion|
+    threshold: torch.Tensor  # (N,), the relevance's dtype
+    motion_share: torch.Tensor  # (N,), the relevance's dtype; 0 where the relevance is all zero
     total: torch.Tensor  # (N,) float64, sum|relevance|
+    finite: bool  # every total and threshold is finite (else the input has NaN/Inf or overflows)
 
 
 def usable(rel: torch.Tensor) -> bool:
@@ -80,8 +81,11 @@ def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> S
             rel.numpy(), d.numpy(), mask.numpy(), motion.numpy(),
             float(sigma), replicate, absolute, chunks, zero,
         )
+    # tiny (N,) arrays: NumPy is much cheaper here than a handful of torch calls
+    finite = bool(np.isfinite(total).all() and np.isfinite(threshold).all())
+    share = np.divide(kept, total, out=np.zeros_like(kept), where=total > 0).astype(threshold.dtype)
     return Split(
-        motion, mask, d, torch.from_numpy(threshold), torch.from_numpy(kept), torch.from_numpy(total)
+        motion, mask, d, torch.from_numpy(threshold), torch.from_numpy(share), torch.from_numpy(total), finite
     )
 
 
@@ -154,24 +158,32 @@ if numba is not None:
 
     @njit(cache=True, fastmath=_REDUCE)
     def _difference_and_moments(a, b, out, absolute, zero):  # pragma: no cover - compiled
-        """``out = a - b`` (or ``|a - b|``); returns the sum and centred sum of squares of out."""
-        total = zero
+        """``out = a - b`` (or ``|a - b|``); returns the sum and centred sum of squares of out.
+
+        One pass over the values shifted by the first one (the shifted-data algorithm), which
+        keeps the variance accurate when the values sit far from zero.
+        """
+        shift = abs(a[0] - b[0]) if absolute else a[0] - b[0]
+        s = zero
+        q = zero
         if absolute:
             for p in range(out.shape[0]):
                 x = abs(a[p] - b[p])
                 out[p] = x
-                total += x
+                y = x - shift
+                s += y
+                q += y * y
         else:
             for p in range(out.shape[0]):
                 x = a[p] - b[p]
                 out[p] = x
-                total += x
-        mean = total / out.shape[0]
-        m2 = zero
-        for p in range(out.shape[0]):
-            x = out[p] - mean
-            m2 += x * x
-        return np.float64(total), np.float64(m2)
+                y = x - shift
+                s += y
+                q += y * y
+        count = out.shape[0]
+        s64 = np.float64(s)
+        m2 = max(np.float64(q) - s64 * s64 / count, 0.0)
+        return s64 + np.float64(shift) * count, m2
 
     @njit(parallel=True, cache=True)
     def _derivative(r, d, chunks, replicate, absolute, frame_sum, frame_m2, zero):  # pragma: no cover
@@ -223,6 +235,32 @@ if numba is not None:
             th = threshold[n]
             dd = d[n, 0, t].reshape(p_count)
             mm = mask[n, 0, t].reshape(p_count)
+            if c_count == 3:  # RGB relevance: one sweep over the three channels
+                r0 = r[n, 0, t].reshape(p_count)
+                r1 = r[n, 1, t].reshape(p_count)
+                r2 = r[n, 2, t].reshape(p_count)
+                o0 = motion[n, 0, t].reshape(p_count)
+                o1 = motion[n, 1, t].reshape(p_count)
+                o2 = motion[n, 2, t].reshape(p_count)
+                k = zero
+                a = zero
+                for p in range(p_count):
+                    keep = dd[p] > th
+                    mm[p] = keep
+                    v0 = r0[p]
+                    v1 = r1[p]
+                    v2 = r2[p]
+                    m = (abs(v0) + abs(v1)) + abs(v2)
+                    a += m
+                    k += m if keep else zero
+                    o0[p] = v0 if keep else zero
+                    o1[p] = v1 if keep else zero
+                    o2[p] = v2 if keep else zero
+                kept[f] = k
+                total[f] = a
+                continue
+            for p in range(p_count):
+                mm[p] = dd[p] > th
             kept_f = 0.0
             total_f = 0.0
             for c in range(c_count):
@@ -230,23 +268,13 @@ if numba is not None:
                 dst = motion[n, c, t].reshape(p_count)
                 k = zero
                 a = zero
-                if c == 0:
-                    for p in range(p_count):
-                        v = src[p]
-                        av = abs(v)
-                        keep = dd[p] > th
-                        mm[p] = keep
-                        dst[p] = v if keep else zero
-                        k += av if keep else zero
-                        a += av
-                else:
-                    for p in range(p_count):
-                        v = src[p]
-                        av = abs(v)
-                        keep = dd[p] > th
-                        dst[p] = v if keep else zero
-                        k += av if keep else zero
-                        a += av
+                for p in range(p_count):
+                    v = src[p]
+                    av = abs(v)
+                    keep = dd[p] > th
+                    dst[p] = v if keep else zero
+                    k += av if keep else zero
+                    a += av
                 kept_f += k
                 total_f += a
             kept[f] = kept_f
