@@ -64,16 +64,20 @@ def test_fused_matches_eager_in_float32(shape: tuple[int, ...], padding: str, de
 
 
 @pytest.mark.parametrize("frames", [1, 2, 3, 5, 9])
-def test_every_split_of_the_frames_gives_the_same_derivative(frames: int) -> None:
-    """Chunks of frames recompute their neighbours' smoothing; the result must not depend on it."""
-    rel = torch.randn(2, 3, frames, 6, 7, generator=torch.Generator().manual_seed(frames)).numpy()
+def test_every_split_of_the_work_gives_the_same_result(frames: int) -> None:
+    """Chunks of frames recompute their neighbours' smoothing, blocks of clips run one after the
+    other; neither may change the result."""
+    rel = torch.randn(3, 3, frames, 6, 7, generator=torch.Generator().manual_seed(frames)).numpy()
     results = []
-    for chunks in range(1, frames + 2):
-        d = np.empty((2, 1, frames, 6, 7), np.float32)
-        mask = np.empty(d.shape, np.bool_)
-        motion = np.empty_like(rel)
-        out = selective_kernels._selective(rel, d, mask, motion, 1.0, True, True, chunks, np.float32(0))
-        results.append((d, mask, motion, out))
+    for threads in range(1, frames + 2):
+        for block in (1, 2, 3):
+            d = np.empty((3, 1, frames, 6, 7), np.float32)
+            mask = np.empty(d.shape, np.bool_)
+            motion = np.empty_like(rel)
+            out = selective_kernels._selective(
+                rel, d, mask, motion, 1.0, True, True, threads, block, np.float32(0)
+            )
+            results.append((d, mask, motion, out))
     for d, mask, motion, out in results[1:]:
         assert np.array_equal(d, results[0][0]) and np.array_equal(mask, results[0][1])
         assert np.array_equal(motion, results[0][2])

@@ -2,7 +2,8 @@
 
 The eager PyTorch version in ``selective.py`` makes about twenty passes over memory (channel
 sum, three separable filters, abs, mean, norm, compare, multiply, two L1 sums). Here the same
-algorithm takes two parallel passes over the relevance:
+algorithm takes two parallel passes over each block of a few clips (a few MB, so that the
+second pass finds the relevance still in cache):
 
 1. per clip and chunk of frames: channel sum, ``[1, 2, 1]`` in height then in width (kept in a
    ring of three frames), ``D[t] = S[t-1] - S[t+1]`` written out, and per-frame sums and
@@ -37,6 +38,9 @@ ENV_VAR = "MOTION_RELEVANCE_SELECTIVE_KERNEL"
 _DTYPES = (torch.float32, torch.float64)
 # Reassociation lets the reductions vectorise; only the sums use it, never the filters.
 _REDUCE = {"reassoc", "nsz"}
+# clips per block: up to an L3 cache of relevance (pass 2 re-reads it), and enough work per
+# parallel launch that starting the threads stays cheap
+_BLOCK_BYTES = 32 << 20
 _lock = threading.Lock()  # numba's workqueue layer must not be entered by two threads at once
 _launched_in: int | None = None  # the process that started numba's thread pool
 
@@ -66,27 +70,27 @@ def usable(rel: torch.Tensor) -> bool:
 def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> Split:
     """Run the fused selective step on a validated 5-D CPU tensor (see ``usable``)."""
     global _launched_in
-    rel = rel.detach().contiguous()
-    n, _, t, h, w = rel.shape
-    motion = torch.empty_like(rel)
-    mask = torch.empty((n, 1, t, h, w), dtype=torch.bool)
-    d = torch.empty((n, 1, t, h, w), dtype=rel.dtype)
+    r = rel.detach().contiguous().numpy()
+    n, _, t, h, w = r.shape
+    # NumPy allocates the outputs: it asks the kernel for transparent huge pages on large
+    # arrays, which makes writing (and later reading) them measurably faster than torch.empty
+    motion = np.empty_like(r)
+    mask = np.empty((n, 1, t, h, w), dtype=np.bool_)
+    d = np.empty((n, 1, t, h, w), dtype=r.dtype)
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    chunks = -(-threads // n)  # split each clip's frames so that every thread has work
-    zero = rel.new_zeros(()).numpy()[()]  # a scalar of the relevance's dtype for the sums
+    block = max(1, _BLOCK_BYTES // (rel[0].numel() * rel.element_size()))
+    zero = r.dtype.type(0)  # a scalar of the relevance's dtype for the sums
     with _lock:
         _launched_in = os.getpid()
         numba.set_num_threads(threads)
         threshold, kept, total = _selective(
-            rel.numpy(), d.numpy(), mask.numpy(), motion.numpy(),
-            float(sigma), replicate, absolute, chunks, zero,
+            r, d, mask, motion, float(sigma), replicate, absolute, threads, block, zero
         )
     # tiny (N,) arrays: NumPy is much cheaper here than a handful of torch calls
     finite = bool(np.isfinite(total).all() and np.isfinite(threshold).all())
     share = np.divide(kept, total, out=np.zeros_like(kept), where=total > 0).astype(threshold.dtype)
-    return Split(
-        motion, mask, d, torch.from_numpy(threshold), torch.from_numpy(share), torch.from_numpy(total), finite
-    )
+    tensors = (motion, mask, d, threshold, share, total)
+    return Split(*(torch.from_numpy(a) for a in tensors), finite)
 
 
 if numba is not None:
@@ -186,21 +190,26 @@ if numba is not None:
         return s64 + np.float64(shift) * count, m2
 
     @njit(parallel=True, cache=True)
-    def _derivative(r, d, chunks, replicate, absolute, frame_sum, frame_m2, zero):  # pragma: no cover
-        """Pass 1: ``D`` of every frame, with per-frame sum and centred sum of squares."""
+    def _derivative(r, d, chunks, replicate, absolute, frame_sum, frame_m2, work, nothing, zero):  # pragma: no cover
+        """Pass 1: ``D`` of every frame, with per-frame sum and centred sum of squares.
+
+        ``work`` holds five frame planes per task (allocated once per call, not per task);
+        ``nothing`` is an all-zero plane, the zero padding outside the clip.
+        """
         n_clips, _, frames, height, width = r.shape
         p_count = height * width
         length = (frames + chunks - 1) // chunks
+        if work.shape[0] < n_clips * chunks or work.shape[2] != p_count or nothing.shape[0] != p_count:
+            raise ValueError("selective kernels: workspace too small")  # never unchecked writes
         for task in prange(n_clips * chunks):
             n = task // chunks
             t0 = (task - n * chunks) * length
             t1 = min(t0 + length, frames)
             if t0 >= t1:
                 continue
-            ring = np.empty((3, p_count), dtype=d.dtype)  # S of three consecutive frames
-            nothing = np.zeros(p_count, dtype=d.dtype)  # the zero padding outside the clip
-            e = np.empty(p_count, dtype=d.dtype)
-            vs = np.empty(p_count, dtype=d.dtype)
+            ring = work[task, :3]  # S of three consecutive frames
+            e = work[task, 3]
+            vs = work[task, 4]
             last = min(t1, frames - 1)
             for u in range(max(t0 - 1, 0), last + 2):
                 if u <= last:
@@ -281,34 +290,48 @@ if numba is not None:
             total[f] = total_f
 
     @njit(cache=True)
-    def _selective(r, d, mask, motion, sigma, replicate, absolute, chunks, zero):  # pragma: no cover
-        """Both passes; returns the per-clip threshold, ``sum|motion|`` and ``sum|R|``."""
+    def _selective(r, d, mask, motion, sigma, replicate, absolute, threads, block, zero):  # pragma: no cover
+        """Both passes, ``block`` clips at a time; returns per-clip threshold, ``sum|motion|``, ``sum|R|``.
+
+        Finishing a few clips before starting the next ones keeps the relevance read by the
+        second pass in cache.
+        """
         n_clips, _, frames, height, width = r.shape
         p_count = height * width
         count = frames * p_count
-        frame_sum = np.empty(n_clips * frames)
-        frame_m2 = np.empty(n_clips * frames)
-        _derivative(r, d, chunks, replicate, absolute, frame_sum, frame_m2, zero)
         threshold = np.empty(n_clips, dtype=r.dtype)
-        for n in range(n_clips):
-            s = 0.0
-            for t in range(frames):
-                s += frame_sum[n * frames + t]
-            mean = s / count
-            m2 = 0.0
-            for t in range(frames):  # Chan et al.: within-frame plus between-frame parts
-                dev = frame_sum[n * frames + t] / p_count - mean
-                m2 += frame_m2[n * frames + t] + p_count * dev * dev
-            std = np.sqrt(m2 / (count - 1)) if count > 1 else 0.0
-            threshold[n] = sigma * std
-        kept_f = np.empty(n_clips * frames)
-        total_f = np.empty(n_clips * frames)
-        _apply_mask(r, d, threshold, mask, motion, kept_f, total_f, zero)
         kept = np.zeros(n_clips)
         total = np.zeros(n_clips)
-        for f in range(n_clips * frames):
-            kept[f // frames] += kept_f[f]
-            total[f // frames] += total_f[f]
+        work = np.empty((threads + block, 5, p_count), dtype=d.dtype)  # enough for any block
+        nothing = np.zeros(p_count, dtype=d.dtype)
+        for b0 in range(0, n_clips, block):
+            b1 = min(b0 + block, n_clips)
+            nb = b1 - b0
+            frame_sum = np.empty(nb * frames)
+            frame_m2 = np.empty(nb * frames)
+            chunks = (threads + nb - 1) // nb  # split the frames so that every thread has work
+            _derivative(
+                r[b0:b1], d[b0:b1], chunks, replicate, absolute, frame_sum, frame_m2, work, nothing, zero
+            )
+            for i in range(nb):
+                s = 0.0
+                for t in range(frames):
+                    s += frame_sum[i * frames + t]
+                mean = s / count
+                m2 = 0.0
+                for t in range(frames):  # Chan et al.: within-frame plus between-frame parts
+                    dev = frame_sum[i * frames + t] / p_count - mean
+                    m2 += frame_m2[i * frames + t] + p_count * dev * dev
+                std = np.sqrt(m2 / (count - 1)) if count > 1 else 0.0
+                threshold[b0 + i] = sigma * std
+            kept_f = np.empty(nb * frames)
+            total_f = np.empty(nb * frames)
+            _apply_mask(
+                r[b0:b1], d[b0:b1], threshold[b0:b1], mask[b0:b1], motion[b0:b1], kept_f, total_f, zero
+            )
+            for f in range(nb * frames):
+                kept[b0 + f // frames] += kept_f[f]
+                total[b0 + f // frames] += total_f[f]
         return threshold, kept, total
 
 
