@@ -19,13 +19,13 @@ from motion_relevance.metrics.evaluate import (
     example_videos,
     run_evaluation,
 )
-from motion_relevance.metrics.evaluate_output import FILES, write_evaluation
 from motion_relevance.models import synthetic_presets
 from motion_relevance.models.synthetic_presets import (
     SYNTHETIC_PRESETS,
     build_synthetic,
     synthetic_weights_available,
 )
+from motion_relevance.report.evaluation import FILES, write_evaluation
 
 PRESETS = tuple(SYNTHETIC_PRESETS)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from motion_relevance.metrics.evaluate import example_videos
-from motion_relevance.metrics.evaluate_output import FILES
 from motion_relevance.models import weights as wts
+from motion_relevance.report.evaluation import FILES
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -346,7 +346,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from motion_relevance.metrics.evaluate import EvaluationConfig, example_videos, run_evaluation
-    from motion_relevance.metrics.evaluate_output import write_evaluation
+    from motion_relevance.report.evaluation import write_evaluation
 
     overrides: dict[str, object] = {}
     if args.methods:

@@ -16,7 +16,7 @@ model, explanation method and sigma:
 - ``flow`` (real videos): optical-flow precision of the base and selective explanation.
 
 :func:`run_evaluation` returns an :class:`Evaluation` (rows + per-clip distributions);
-:mod:`motion_relevance.metrics.evaluate_output` writes it as CSV, Markdown and plots.
+:mod:`motion_relevance.report.evaluation` writes it as CSV, Markdown and plots.
 """
 
 from __future__ import annotations
