@@ -24,17 +24,10 @@ from torchvision.models.video import r3d_18
 
 from motion_relevance.attribution import explain
 from motion_relevance.attribution.gradient import occlusion_windows
+from motion_relevance.attribution.registry import get_method, list_methods
 
-GRADIENT_BASED = {
-    "saliency",
-    "input_x_gradient",
-    "integrated_gradients",
-    "smoothgrad",
-    "guided_backprop",
-    "deconvolution",
-    "gradcam",
-    "guided_gradcam",
-}
+# the target applies to the gradient-based families of the registry (plain gradients and CAM)
+GRADIENT_BASED = {m.name for m in (get_method(i.name) for i in list_methods()) if m.kind in ("gradient", "cam")}
 TARGET = 1.10
 
 
