@@ -2,8 +2,8 @@
 
 The eager PyTorch version in ``selective.py`` makes about twenty passes over memory (channel
 sum, three separable filters, abs, mean, norm, compare, multiply, two L1 sums). Here the same
-algorithm takes two parallel passes over each block of a few clips (a few MB, so that the
-second pass finds the relevance still in cache):
+algorithm takes two parallel passes over each block of clips (up to 32 MB of relevance, so
+that the second pass can find it still in cache):
 
 1. per clip and chunk of frames: channel sum, ``[1, 2, 1]`` in height then in width (kept in a
    ring of three frames), ``D[t] = S[t-1] - S[t+1]`` written out, and per-frame sums and
@@ -18,15 +18,12 @@ eager path. ``MOTION_RELEVANCE_SELECTIVE_KERNEL=torch`` forces the eager path.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from typing import NamedTuple
 
 import numpy as np
 import torch
-
-log = logging.getLogger(__name__)
 
 try:  # numba is a dependency; without it (or on an odd platform) the eager path is used
     import numba
