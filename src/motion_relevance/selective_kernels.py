@@ -92,6 +92,11 @@ def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> S
 
 if numba is not None:
 
+    @njit(cache=True, inline="always")
+    def _edge_121(a, b, replicate):  # pragma: no cover - compiled
+        """``[1, 2, 1]`` at an edge voxel ``a`` with inner neighbour ``b``, in the eager order."""
+        return (b + a) + (a + a) if replicate else b + (a + a)
+
     @njit(cache=True)
     def _smooth_frame(r, n, t, out, e, vs, replicate):  # pragma: no cover - compiled
         """``out = [1,2,1]_W * ([1,2,1]_H * sum_c r[n, :, t])`` on flat planes, eager's order."""
@@ -129,12 +134,8 @@ if numba is not None:
                 o = vs[h0 * width : (h0 + 1) * width]
                 a = e[h0 * width : (h0 + 1) * width]
                 b = e[h1 * width : (h1 + 1) * width]
-                if replicate:
-                    for p in range(width):
-                        o[p] = (b[p] + a[p]) + (a[p] + a[p])
-                else:
-                    for p in range(width):
-                        o[p] = b[p] + (a[p] + a[p])
+                for p in range(width):
+                    o[p] = _edge_121(a[p], b[p], replicate)
         # [1, 2, 1] along W over the whole flat plane, then the first and last column again
         if width == 1:
             k = 4.0 if replicate else 2.0
@@ -150,12 +151,8 @@ if numba is not None:
         for row in range(height):
             i = row * width
             j = i + width - 1
-            if replicate:
-                out[i] = (vs[i + 1] + vs[i]) + (vs[i] + vs[i])
-                out[j] = (vs[j - 1] + vs[j]) + (vs[j] + vs[j])
-            else:
-                out[i] = vs[i + 1] + (vs[i] + vs[i])
-                out[j] = vs[j - 1] + (vs[j] + vs[j])
+            out[i] = _edge_121(vs[i], vs[i + 1], replicate)
+            out[j] = _edge_121(vs[j], vs[j - 1], replicate)
 
     @njit(cache=True, fastmath=_REDUCE)
     def _difference_and_moments(a, b, out, absolute, zero):  # pragma: no cover - compiled
@@ -167,20 +164,12 @@ if numba is not None:
         shift = abs(a[0] - b[0]) if absolute else a[0] - b[0]
         s = zero
         q = zero
-        if absolute:
-            for p in range(out.shape[0]):
-                x = abs(a[p] - b[p])
-                out[p] = x
-                y = x - shift
-                s += y
-                q += y * y
-        else:
-            for p in range(out.shape[0]):
-                x = a[p] - b[p]
-                out[p] = x
-                y = x - shift
-                s += y
-                q += y * y
+        for p in range(out.shape[0]):  # the compiler hoists the loop-invariant branch
+            x = abs(a[p] - b[p]) if absolute else a[p] - b[p]
+            out[p] = x
+            y = x - shift
+            s += y
+            q += y * y
         count = out.shape[0]
         s64 = np.float64(s)
         m2 = max(np.float64(q) - s64 * s64 / count, 0.0)
