@@ -74,8 +74,9 @@ def test_every_split_of_the_work_gives_the_same_result(frames: int) -> None:
             d = np.empty((3, 1, frames, 6, 7), np.float32)
             mask = np.empty(d.shape, np.bool_)
             motion = np.empty_like(rel)
+            work = np.empty((threads + block, 5, 6 * 7), np.float32)
             out = selective_kernels._selective(
-                rel, d, mask, motion, 1.0, True, True, threads, block, np.float32(0)
+                rel, d, mask, motion, 1.0, True, True, threads, block, work, np.float32(0)
             )
             results.append((d, mask, motion, out))
     for d, mask, motion, out in results[1:]:

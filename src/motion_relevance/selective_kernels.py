@@ -19,6 +19,7 @@ eager path. ``MOTION_RELEVANCE_SELECTIVE_KERNEL=torch`` forces the eager path.
 from __future__ import annotations
 
 import os
+import platform
 import threading
 from typing import NamedTuple
 
@@ -27,7 +28,10 @@ import torch
 
 try:  # numba is a dependency; without it (or on an odd platform) the eager path is used
     import numba
-    from numba import njit, prange
+    from llvmlite import ir
+    from numba import njit, prange, types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
@@ -38,6 +42,12 @@ _REDUCE = {"reassoc", "nsz"}
 # clips per block: up to an L3 cache of relevance (pass 2 re-reads it), and enough work per
 # parallel launch that starting the threads stays cheap
 _BLOCK_BYTES = 32 << 20
+# Bytes per cache line and vector store: outputs start on this boundary, and the motion part
+# is written with non-temporal stores of whole lines where the three channels line up with it.
+_ALIGN = 64
+# Non-temporal stores (which bypass the cache, so that the relevance and D stay in it) are an
+# x86 instruction; elsewhere the same aligned stores are ordinary ones.
+_X86 = platform.machine().lower() in ("x86_64", "amd64")
 _lock = threading.Lock()  # numba's workqueue layer must not be entered by two threads at once
 _launched_in: int | None = None  # the process that started numba's thread pool
 
@@ -71,23 +81,37 @@ def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> S
     n, _, t, h, w = r.shape
     # NumPy allocates the outputs: it asks the kernel for transparent huge pages on large
     # arrays, which makes writing (and later reading) them measurably faster than torch.empty
-    motion = np.empty_like(r)
-    mask = np.empty((n, 1, t, h, w), dtype=np.bool_)
-    d = np.empty((n, 1, t, h, w), dtype=r.dtype)
+    motion = _aligned_empty(r.shape, r.dtype)
+    mask = _aligned_empty((n, 1, t, h, w), np.bool_)
+    d = _aligned_empty((n, 1, t, h, w), r.dtype)
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     block = max(1, _BLOCK_BYTES // (rel[0].numel() * rel.element_size()))
+    work = _aligned_empty((threads + block, 5, h * w), r.dtype)  # enough for any block
     zero = r.dtype.type(0)  # a scalar of the relevance's dtype for the sums
     with _lock:
         _launched_in = os.getpid()
         numba.set_num_threads(threads)
         threshold, kept, total = _selective(
-            r, d, mask, motion, float(sigma), replicate, absolute, threads, block, zero
+            r, d, mask, motion, float(sigma), replicate, absolute, threads, block, work, zero
         )
     # tiny (N,) arrays: NumPy is much cheaper here than a handful of torch calls
     finite = bool(np.isfinite(total).all() and np.isfinite(threshold).all())
     share = np.divide(kept, total, out=np.zeros_like(kept), where=total > 0).astype(threshold.dtype)
     tensors = (motion, mask, d, threshold, share, total)
     return Split(*(torch.from_numpy(a) for a in tensors), finite)
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)`` starting on a 64-byte boundary (NumPy itself gives 16).
+
+    Aligned outputs keep every vector load and store within one cache line, and allow the
+    non-temporal stores of the motion part.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
 if numba is not None:
@@ -219,11 +243,99 @@ if numba is not None:
                 frame_sum[n * frames + t] = s
                 frame_m2[n * frames + t] = m2
 
+    @njit(cache=True, fastmath=_REDUCE)
+    def _mask_rgb(dd, th, mm, r0, r1, r2, o0, o1, o2, start, stop, zero):  # pragma: no cover
+        """Mask and motion part of positions ``[start, stop)`` of one RGB frame; ``sum|motion|``, ``sum|R|``."""
+        k = zero
+        a = zero
+        for p in range(start, stop):
+            keep = dd[p] > th
+            mm[p] = keep
+            v0 = r0[p]
+            v1 = r1[p]
+            v2 = r2[p]
+            m = (abs(v0) + abs(v1)) + abs(v2)
+            a += m
+            k += m if keep else zero
+            o0[p] = v0 if keep else zero
+            o1[p] = v1 if keep else zero
+            o2[p] = v2 if keep else zero
+        return k, a
+
+    @intrinsic
+    def _stream_rgb(typingctx, dd, mm, r0, r1, r2, o0, o1, o2, start, stop, th):  # pragma: no cover
+        """``_mask_rgb`` over ``[start, stop)`` in whole vectors, storing the motion part past the cache.
+
+        The caller guarantees that ``o0``, ``o1``, ``o2`` start a cache line at ``start`` and that
+        ``stop - start`` is a multiple of the vector length (64 bytes). On x86 the motion part is
+        written with non-temporal stores (it is not read again here; the relevance and ``D`` keep
+        the cache), followed by a store fence. Returns ``sum|motion|``, ``sum|R|`` in float64.
+        """
+        sig = types.UniTuple(types.float64, 2)(dd, mm, r0, r1, r2, o0, o1, o2, start, stop, th)
+
+        def codegen(context, builder, signature, args):
+            item = context.get_value_type(signature.args[0].dtype)
+            size = 4 if isinstance(item, ir.FloatType) else 8
+            lanes = _ALIGN // size
+            vec = ir.VectorType(item, lanes)
+            byte_vec = ir.VectorType(ir.IntType(8), lanes)
+            dd_p, mm_p, r0_p, r1_p, r2_p, o0_p, o1_p, o2_p = (
+                context.make_array(ty)(context, builder, val).data
+                for ty, val in zip(signature.args[:8], args[:8])
+            )
+            start_v, stop_v, th_v = args[8:]
+            zero = ir.Constant(vec, None)
+            limit = zero
+            for i in range(lanes):
+                limit = builder.insert_element(limit, th_v, ir.Constant(ir.IntType(32), i))
+            fabs = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec]), f"llvm.fabs.v{lanes}f{size * 8}"
+            )
+            kept_acc = cgutils.alloca_once_value(builder, zero)
+            total_acc = cgutils.alloca_once_value(builder, zero)
+            nontemporal = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
+            step = ir.Constant(start_v.type, lanes)
+            with cgutils.for_range_slice(builder, start_v, stop_v, step) as (idx, _):
+
+                def at(ptr, ty):
+                    return builder.bitcast(builder.gep(ptr, [idx]), ty.as_pointer())
+
+                keep = builder.fcmp_ordered(">", builder.load(at(dd_p, vec), align=size), limit)
+                builder.store(builder.zext(keep, byte_vec), at(mm_p, byte_vec), align=1)
+                magnitude = None
+                for src, dst in ((r0_p, o0_p), (r1_p, o1_p), (r2_p, o2_p)):
+                    v = builder.load(at(src, vec), align=size)
+                    store = builder.store(builder.select(keep, v, zero), at(dst, vec), align=_ALIGN)
+                    if _X86:
+                        store.set_metadata("nontemporal", nontemporal)
+                    av = builder.call(fabs, [v])
+                    magnitude = av if magnitude is None else builder.fadd(magnitude, av)
+                builder.store(builder.fadd(builder.load(total_acc), magnitude), total_acc)
+                kept_v = builder.select(keep, magnitude, zero)
+                builder.store(builder.fadd(builder.load(kept_acc), kept_v), kept_acc)
+            if _X86:  # make the non-temporal stores visible before anyone reads the motion part
+                fence = ir.FunctionType(ir.VoidType(), [])
+                builder.call(cgutils.get_or_insert_function(builder.module, fence, "llvm.x86.sse.sfence"), [])
+            sums = []
+            for acc in (kept_acc, total_acc):
+                vector = builder.load(acc)
+                total = ir.Constant(ir.DoubleType(), 0.0)
+                for i in range(lanes):
+                    lane = builder.extract_element(vector, ir.Constant(ir.IntType(32), i))
+                    total = builder.fadd(total, builder.fpext(lane, ir.DoubleType()) if size == 4 else lane)
+                sums.append(total)
+            return context.make_tuple(builder, signature.return_type, sums)
+
+        return sig, codegen
+
     @njit(parallel=True, cache=True, fastmath=_REDUCE)
     def _apply_mask(r, d, threshold, mask, motion, kept, total, zero):  # pragma: no cover
         """Pass 2: mask, motion part and the two L1 sums of every frame."""
         n_clips, c_count, frames, height, width = r.shape
         p_count = height * width
+        lanes = 64 // motion.itemsize
+        # whole-line stores need the three channels of a frame to share their alignment
+        stream = (frames * p_count) % lanes == 0
         for f in prange(n_clips * frames):
             n = f // frames
             t = f - n * frames
@@ -237,22 +349,15 @@ if numba is not None:
                 o0 = motion[n, 0, t].reshape(p_count)
                 o1 = motion[n, 1, t].reshape(p_count)
                 o2 = motion[n, 2, t].reshape(p_count)
-                k = zero
-                a = zero
-                for p in range(p_count):
-                    keep = dd[p] > th
-                    mm[p] = keep
-                    v0 = r0[p]
-                    v1 = r1[p]
-                    v2 = r2[p]
-                    m = (abs(v0) + abs(v1)) + abs(v2)
-                    a += m
-                    k += m if keep else zero
-                    o0[p] = v0 if keep else zero
-                    o1[p] = v1 if keep else zero
-                    o2[p] = v2 if keep else zero
-                kept[f] = k
-                total[f] = a
+                head, stop = 0, 0  # [head, stop): whole cache lines of all three outputs
+                if stream:
+                    head = min(-o0.ctypes.data % 64 // o0.itemsize, p_count)
+                    stop = head + (p_count - head) // lanes * lanes
+                k0, a0 = _mask_rgb(dd, th, mm, r0, r1, r2, o0, o1, o2, 0, head, zero)
+                k1, a1 = _mask_rgb(dd, th, mm, r0, r1, r2, o0, o1, o2, max(stop, head), p_count, zero)
+                k2, a2 = _stream_rgb(dd, mm, r0, r1, r2, o0, o1, o2, head, stop, th)
+                kept[f] = (np.float64(k0) + np.float64(k1)) + k2
+                total[f] = (np.float64(a0) + np.float64(a1)) + a2
                 continue
             for p in range(p_count):
                 mm[p] = dd[p] > th
@@ -276,7 +381,7 @@ if numba is not None:
             total[f] = total_f
 
     @njit(cache=True)
-    def _selective(r, d, mask, motion, sigma, replicate, absolute, threads, block, zero):  # pragma: no cover
+    def _selective(r, d, mask, motion, sigma, replicate, absolute, threads, block, work, zero):  # pragma: no cover
         """Both passes, ``block`` clips at a time; returns per-clip threshold, ``sum|motion|``, ``sum|R|``.
 
         Finishing a few clips before starting the next ones keeps the relevance read by the
@@ -288,7 +393,6 @@ if numba is not None:
         threshold = np.empty(n_clips, dtype=r.dtype)
         kept = np.zeros(n_clips)
         total = np.zeros(n_clips)
-        work = np.empty((threads + block, 5, p_count), dtype=d.dtype)  # enough for any block
         nothing = np.zeros(p_count, dtype=d.dtype)
         for b0 in range(0, n_clips, block):
             b1 = min(b0 + block, n_clips)
