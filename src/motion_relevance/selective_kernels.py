@@ -281,7 +281,7 @@ if numba is not None:
             byte_vec = ir.VectorType(ir.IntType(8), lanes)
             dd_p, mm_p, r0_p, r1_p, r2_p, o0_p, o1_p, o2_p = (
                 context.make_array(ty)(context, builder, val).data
-                for ty, val in zip(signature.args[:8], args[:8])
+                for ty, val in zip(signature.args[:8], args[:8], strict=True)
             )
             start_v, stop_v, th_v = args[8:]
             zero = ir.Constant(vec, None)
