@@ -8,6 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from numba import njit
 
 import motion_relevance as mr
 from motion_relevance import selective_kernels
@@ -63,18 +64,101 @@ def test_fused_matches_eager_in_float32(shape: tuple[int, ...], padding: str, de
     _assert_agree(rel, 1.0, padding, derivative, rtol=1e-4)
 
 
+@settings(PROPS)
+@given(
+    st.tuples(st.integers(1, 2), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5), st.sampled_from([8, 16, 24]))
+    .flatmap(lambda s: arrays(np.float64, s, elements=st.floats(-100, 100, width=64))),
+    st.floats(0, 3),
+    st.sampled_from(["replicate", "zeros"]),
+    st.sampled_from(["abs", "signed"]),
+)
+def test_vector_width_rows_match_eager_in_float64(rel: np.ndarray, sigma: float, padding: str, derivative: str) -> None:
+    """Widths of whole 64-byte vectors take the one-sweep smoothing; it must agree bit for bit."""
+    _assert_agree(torch.from_numpy(rel), sigma, padding, derivative, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 5, 7, 16), (1, 3, 1, 1, 32), (1, 1, 2, 2, 16), (1, 4, 3, 3, 48), (1, 3, 16, 112, 112)]
+)
+@pytest.mark.parametrize(("padding", "derivative"), [("replicate", "abs"), ("zeros", "signed"), ("zeros", "abs")])
+def test_vector_width_rows_match_eager_in_float32(shape: tuple[int, ...], padding: str, derivative: str) -> None:
+    rel = torch.randn(shape, generator=torch.Generator().manual_seed(sum(shape)))
+    _assert_agree(rel, 1.0, padding, derivative, rtol=1e-4)
+
+
+@njit
+def _one_sweep(r, u, out, before, d, want, replicate, absolute):  # pragma: no cover - compiled
+    erow = np.empty(r.shape[3] * r.shape[4], r.dtype)
+    nothing = np.zeros(r.shape[3] * r.shape[4], r.dtype)
+    return selective_kernels._smooth_rows(r, 0, u, erow, out, before, d, nothing, want, replicate, absolute)
+
+
+@njit
+def _plane_by_plane(r, u, out):  # pragma: no cover - compiled
+    p = r.shape[3] * r.shape[4]
+    selective_kernels._smooth_frame(r, 0, u, out, np.empty(p, r.dtype), np.empty(p, r.dtype), True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("height", [1, 2, 3, 9])
+def test_one_sweep_equals_the_plane_by_plane_smoothing(dtype: type, height: int) -> None:
+    """The vector kernel itself (it runs only for widths of whole vectors): S, D and its moments."""
+    width = 2 * 64 // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(height)
+    r = rng.normal(5, 2, (1, 3, 2, height, width)).astype(dtype)
+    before = rng.normal(0, 50, height * width).astype(dtype)
+    expected = np.empty(height * width, dtype)
+    _plane_by_plane(r, 1, expected)
+    out, d = np.empty_like(expected), np.empty_like(expected)
+    s, q, shift = _one_sweep(r, 1, out, before, d, True, True, True)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(d, np.abs(before - expected))
+    assert shift == d[0]
+    np.testing.assert_allclose(s + shift * d.size, d.astype(np.float64).sum(), rtol=1e-5)
+    np.testing.assert_allclose(q - s * s / d.size, ((d - d.astype(np.float64).mean()) ** 2).sum(), rtol=1e-4)
+    untouched = np.full_like(d, 7)
+    assert _one_sweep(r, 1, out, before, untouched, False, True, True) == (0.0, 0.0, 0.0)
+    assert (untouched == 7).all()
+
+
+@pytest.mark.parametrize("offset", [0, 1, 5, 15])
+def test_motion_part_at_any_alignment(offset: int) -> None:
+    """The non-temporal stores cover whole cache lines; the elements before and after them the
+    ordinary loop. A motion array starting anywhere in a line gives the same result."""
+    rng = np.random.default_rng(offset)
+    r = rng.normal(size=(2, 3, 4, 5, 16)).astype(np.float32)
+    d = np.abs(rng.normal(size=(2, 1, 4, 5, 16))).astype(np.float32)
+    threshold = np.array([0.5, 1.0], np.float32)
+    results = []
+    for start in (0, offset):
+        raw = selective_kernels._aligned_empty((r.size + 16,), np.float32)
+        motion = raw[start : start + r.size].reshape(r.shape)
+        mask = np.empty(d.shape, np.bool_)
+        kept, total = np.empty(8), np.empty(8)
+        selective_kernels._apply_mask(r, d, threshold, mask, motion, kept, total, np.float32(0))
+        results.append((motion.copy(), mask, kept, total))
+    (m0, k0, kept0, total0), (m1, k1, kept1, total1) = results
+    np.testing.assert_array_equal(m0, m1)
+    np.testing.assert_array_equal(k0, k1)
+    np.testing.assert_array_equal(m0, np.where(k0, r, 0))
+    np.testing.assert_allclose(kept0, kept1, rtol=1e-6)
+    np.testing.assert_allclose(total0, np.abs(r).sum(axis=(1, 3, 4)).reshape(-1), rtol=1e-5)
+    np.testing.assert_allclose(total1, total0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("width", [7, 16])
 @pytest.mark.parametrize("frames", [1, 2, 3, 5, 9])
-def test_every_split_of_the_work_gives_the_same_result(frames: int) -> None:
+def test_every_split_of_the_work_gives_the_same_result(frames: int, width: int) -> None:
     """Chunks of frames recompute their neighbours' smoothing, blocks of clips run one after the
     other; neither may change the result."""
-    rel = torch.randn(3, 3, frames, 6, 7, generator=torch.Generator().manual_seed(frames)).numpy()
+    rel = torch.randn(3, 3, frames, 6, width, generator=torch.Generator().manual_seed(frames)).numpy()
     results = []
     for threads in range(1, frames + 2):
         for block in (1, 2, 3):
-            d = np.empty((3, 1, frames, 6, 7), np.float32)
+            d = np.empty((3, 1, frames, 6, width), np.float32)
             mask = np.empty(d.shape, np.bool_)
             motion = np.empty_like(rel)
-            work = np.empty((threads + block, 5, 6 * 7), np.float32)
+            work = np.empty((threads + block, 5, 6 * width), np.float32)
             out = selective_kernels._selective(
                 rel, d, mask, motion, 1.0, True, True, threads, block, work, np.float32(0)
             )

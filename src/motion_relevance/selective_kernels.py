@@ -199,6 +199,193 @@ if numba is not None:
         m2 = max(np.float64(q) - s64 * s64 / count, 0.0)
         return s64 + np.float64(shift) * count, m2
 
+    @intrinsic
+    def _smooth_rows(typingctx, r, n, u, erow, out, before, d, nothing, want, replicate, absolute):  # pragma: no cover
+        """``S[u]`` of clip ``n`` into ``out`` and, if ``want``, ``D = before - S[u]`` into ``d``.
+
+        One sweep, for widths that are a whole number of 64-byte vectors: the channel sums of
+        three rows at a time stay in ``erow`` (a small ring), the ``[1, 2, 1]`` in height is
+        taken from it and the one in width from neighbouring vectors in registers, in exactly
+        the eager order. ``nothing`` is a zero row (zero padding). Returns the sum and the sum
+        of squares of ``D - shift`` and the shift (``D`` at the first voxel), all float64.
+        """
+        sig = types.UniTuple(types.float64, 3)(r, n, u, erow, out, before, d, nothing, want, replicate, absolute)
+
+        def codegen(context, builder, signature, args):
+            r_ty = signature.args[0]
+            item = context.get_value_type(r_ty.dtype)
+            size = 4 if isinstance(item, ir.FloatType) else 8
+            lanes = _ALIGN // size
+            vec = ir.VectorType(item, lanes)
+            bits = ir.VectorType(ir.IntType(size * 8), lanes)
+            i32 = ir.IntType(32)
+            f64 = ir.DoubleType()
+            r_arr = context.make_array(r_ty)(context, builder, args[0])
+            erow_p, out_p, before_p, d_p, nothing_p = (
+                context.make_array(ty)(context, builder, val).data
+                for ty, val in zip(signature.args[3:8], args[3:8], strict=True)
+            )
+            n_v, u_v = args[1], args[2]
+            want_v, replicate_v, absolute_v = args[8:]
+            _, c_count, frames, height, width = cgutils.unpack_tuple(builder, r_arr.shape, 5)
+            intp = width.type
+            plane = builder.mul(height, width)
+            vectors = builder.udiv(width, ir.Constant(intp, lanes))
+            one = ir.Constant(intp, 1)
+            zero_i = ir.Constant(intp, 0)
+            zero = ir.Constant(vec, None)
+            contract = ("contract",)
+            # |x| for "abs", x for "signed": one AND with a mask chosen once
+            sign_off = ir.Constant(bits, [(1 << (size * 8 - 1)) - 1] * lanes)
+            keep_all = ir.Constant(bits, [(1 << (size * 8)) - 1] * lanes)
+            abs_mask = builder.select(absolute_v, sign_off, keep_all)
+            clip_first = builder.mul(n_v, c_count)
+
+            def offset_of(row, k):
+                return builder.add(builder.mul(row, width), k)
+
+            def load(ptr, offset):
+                return builder.load(builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer()), align=size)
+
+            def store(value, ptr, offset):
+                builder.store(value, builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer()), align=size)
+
+            def lanes_of(a, b, first):  # lanes first .. first + lanes - 1 of a ++ b
+                picks = ir.Constant(ir.VectorType(i32, lanes), list(range(first, first + lanes)))
+                return builder.shuffle_vector(a, b, picks)
+
+            def splat(a, lane):
+                return builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, lanes), [lane] * lanes))
+
+            def row_ptr(row):
+                return builder.gep(erow_p, [builder.mul(builder.urem(row, ir.Constant(intp, 3)), width)])
+
+            def channel_plane(c):
+                index = builder.add(builder.mul(builder.add(clip_first, c), frames), u_v)
+                return builder.gep(r_arr.data, [builder.mul(index, plane)])
+
+            rgb = [channel_plane(ir.Constant(intp, c)) for c in range(3)]  # used only when C == 3
+            is_rgb = builder.icmp_unsigned("==", c_count, ir.Constant(intp, 3))
+
+            def fill_row(row):  # erow[row % 3] = sum_c R[n, c, u, row], channel after channel
+                slot = row_ptr(row)
+                with builder.if_else(is_rgb) as (three, other):
+                    with three:
+                        with cgutils.for_range(builder, vectors) as k_loop:
+                            at = builder.mul(k_loop.index, ir.Constant(intp, lanes))
+                            offset = offset_of(row, at)
+                            total = builder.fadd(load(rgb[0], offset), load(rgb[1], offset))
+                            store(builder.fadd(total, load(rgb[2], offset)), slot, at)
+                    with other:
+                        with cgutils.for_range(builder, vectors) as k_loop:
+                            at = builder.mul(k_loop.index, ir.Constant(intp, lanes))
+                            offset = offset_of(row, at)
+                            acc = cgutils.alloca_once_value(builder, zero)
+                            with cgutils.for_range(builder, c_count) as c_loop:
+                                value = load(channel_plane(c_loop.index), offset)
+                                first = builder.icmp_unsigned("==", c_loop.index, zero_i)
+                                builder.store(builder.select(first, value, builder.fadd(builder.load(acc), value)), acc)
+                            store(builder.load(acc), slot, at)
+
+            def rows_of(h):  # erow rows above, at and below h (the padding at the edges)
+                mid = row_ptr(h)
+                edge = builder.select(replicate_v, mid, nothing_p)
+                above = builder.select(builder.icmp_unsigned(">", h, zero_i), builder.sub(h, one), h)
+                up = builder.select(builder.icmp_unsigned(">", h, zero_i), row_ptr(above), edge)
+                below = builder.add(h, one)
+                has_below = builder.icmp_unsigned("<", below, height)
+                down = builder.select(has_below, row_ptr(builder.select(has_below, below, h)), edge)
+                return up, mid, down
+
+            def vertical(rows, k):  # k: vector index
+                up, mid, down = rows
+                at = builder.mul(k, ir.Constant(intp, lanes))
+                m = load(mid, at)
+                return builder.fadd(builder.fadd(load(up, at), load(down, at)), builder.fadd(m, m))
+
+            def smooth(prev, cur, following):
+                left = lanes_of(prev, cur, lanes - 1)
+                right = lanes_of(cur, following, 1)
+                return builder.fadd(builder.fadd(left, right), builder.fadd(cur, cur))
+
+            def edge_before(cur):
+                return builder.select(replicate_v, splat(cur, 0), zero)
+
+            def edge_after(cur):
+                return builder.select(replicate_v, splat(cur, lanes - 1), zero)
+
+            def difference(smoothed, offset, shift_vec, s_acc, q_acc):
+                x = builder.fsub(load(before_p, offset), smoothed)
+                x = builder.bitcast(builder.and_(builder.bitcast(x, bits), abs_mask), vec)
+                store(x, d_p, offset)
+                y = builder.fsub(x, shift_vec)
+                builder.store(builder.fadd(builder.load(s_acc), y), s_acc)
+                builder.store(builder.fadd(builder.load(q_acc), builder.fmul(y, y, flags=contract), flags=contract), q_acc)
+                return x
+
+            def sweep(with_d, shift_vec, s_acc, q_acc):
+                with cgutils.for_range(builder, height) as h_loop:
+                    h = h_loop.index
+                    below = builder.add(h, one)
+                    with builder.if_then(builder.and_(builder.icmp_unsigned(">=", h, one), builder.icmp_unsigned("<", below, height))):
+                        fill_row(below)
+                    rows = rows_of(h)
+                    first = vertical(rows, zero_i)
+                    prev = cgutils.alloca_once_value(builder, edge_before(first))
+                    cur = cgutils.alloca_once_value(builder, first)
+                    last = builder.sub(vectors, one)
+                    with cgutils.for_range(builder, last) as k_loop:  # every vector but the last
+                        following = vertical(rows, builder.add(k_loop.index, one))
+                        c = builder.load(cur)
+                        smoothed = smooth(builder.load(prev), c, following)
+                        offset = offset_of(h, builder.mul(k_loop.index, ir.Constant(intp, lanes)))
+                        store(smoothed, out_p, offset)
+                        if with_d:
+                            difference(smoothed, offset, shift_vec, s_acc, q_acc)
+                        builder.store(c, prev)
+                        builder.store(following, cur)
+                    c = builder.load(cur)
+                    smoothed = smooth(builder.load(prev), c, edge_after(c))
+                    offset = offset_of(h, builder.mul(last, ir.Constant(intp, lanes)))
+                    store(smoothed, out_p, offset)
+                    if with_d:
+                        difference(smoothed, offset, shift_vec, s_acc, q_acc)
+
+            s_acc = cgutils.alloca_once_value(builder, zero)
+            q_acc = cgutils.alloca_once_value(builder, zero)
+            shift = cgutils.alloca_once_value(builder, ir.Constant(item, 0.0))
+            fill_row(zero_i)
+            with builder.if_then(builder.icmp_unsigned(">", height, one)):
+                fill_row(one)
+            with builder.if_else(want_v) as (with_d, without_d):
+                with with_d:
+                    # the shift: D at the first voxel, from the first vector of row 0
+                    rows = rows_of(zero_i)
+                    first = vertical(rows, zero_i)
+                    second = builder.select(
+                        builder.icmp_unsigned(">", vectors, one), vertical(rows, builder.select(builder.icmp_unsigned(">", vectors, one), one, zero_i)), edge_after(first)
+                    )
+                    s0 = smooth(edge_before(first), first, second)
+                    x0 = builder.fsub(load(before_p, zero_i), s0)
+                    x0 = builder.bitcast(builder.and_(builder.bitcast(x0, bits), abs_mask), vec)
+                    builder.store(builder.extract_element(x0, ir.Constant(i32, 0)), shift)
+                    sweep(True, splat(x0, 0), s_acc, q_acc)
+                with without_d:
+                    sweep(False, None, s_acc, q_acc)
+            sums = []
+            for acc in (s_acc, q_acc):
+                vector = builder.load(acc)
+                total = ir.Constant(f64, 0.0)
+                for i in range(lanes):
+                    lane = builder.extract_element(vector, ir.Constant(i32, i))
+                    total = builder.fadd(total, builder.fpext(lane, f64) if size == 4 else lane)
+                sums.append(total)
+            sh = builder.load(shift)
+            sums.append(builder.fpext(sh, f64) if size == 4 else sh)
+            return context.make_tuple(builder, signature.return_type, sums)
+
+        return sig, codegen
+
     @njit(parallel=True, cache=True)
     def _derivative(r, d, chunks, replicate, absolute, frame_sum, frame_m2, work, nothing, zero):  # pragma: no cover
         """Pass 1: ``D`` of every frame, with per-frame sum and centred sum of squares.
@@ -208,6 +395,7 @@ if numba is not None:
         """
         n_clips, _, frames, height, width = r.shape
         p_count = height * width
+        lanes = 64 // r.itemsize
         length = (frames + chunks - 1) // chunks
         if work.shape[0] < n_clips * chunks or work.shape[2] != p_count or nothing.shape[0] != p_count:
             raise ValueError("selective kernels: workspace too small")  # never unchecked writes
@@ -222,17 +410,25 @@ if numba is not None:
             vs = work[task, 4]
             last = min(t1, frames - 1)
             for u in range(max(t0 - 1, 0), last + 2):
-                if u <= last:
-                    _smooth_frame(r, n, u, ring[u % 3], e, vs, replicate)
-                t = u - 1  # D[t] = S[t-1] - S[t+1], and S[t+1] = S[u] is now known
-                if t < t0 or t >= t1:
-                    continue
+                t = u - 1  # D[t] = S[t-1] - S[t+1], and S[t+1] = S[u] is computed now
+                want = t >= t0 and t < t1
                 if t >= 1:
                     before = ring[(t - 1) % 3]
                 elif replicate:
                     before = ring[0]
                 else:
                     before = nothing
+                if u <= last and width % lanes == 0:  # S[u] and D[u-1] in one sweep
+                    dd = d[n, 0, max(t, 0)].reshape(p_count)
+                    s, q, shift = _smooth_rows(r, n, u, e, ring[u % 3], before, dd, nothing, want, replicate, absolute)
+                    if want:
+                        frame_sum[n * frames + t] = s + shift * p_count
+                        frame_m2[n * frames + t] = max(q - s * s / p_count, 0.0)
+                    continue
+                if u <= last:
+                    _smooth_frame(r, n, u, ring[u % 3], e, vs, replicate)
+                if not want:
+                    continue
                 if u <= frames - 1:
                     after = ring[u % 3]
                 elif replicate:
