@@ -270,22 +270,20 @@ if numba is not None:
             def fill_row(row):  # erow[row % 3] = sum_c R[n, c, u, row], channel after channel
                 slot = row_ptr(row)
                 with builder.if_else(is_rgb) as (three, other):
-                    with three:
-                        with cgutils.for_range(builder, vectors) as k_loop:
-                            at = builder.mul(k_loop.index, ir.Constant(intp, lanes))
-                            offset = offset_of(row, at)
-                            total = builder.fadd(load(rgb[0], offset), load(rgb[1], offset))
-                            store(builder.fadd(total, load(rgb[2], offset)), slot, at)
-                    with other:
-                        with cgutils.for_range(builder, vectors) as k_loop:
-                            at = builder.mul(k_loop.index, ir.Constant(intp, lanes))
-                            offset = offset_of(row, at)
-                            acc = cgutils.alloca_once_value(builder, zero)
-                            with cgutils.for_range(builder, c_count) as c_loop:
-                                value = load(channel_plane(c_loop.index), offset)
-                                first = builder.icmp_unsigned("==", c_loop.index, zero_i)
-                                builder.store(builder.select(first, value, builder.fadd(builder.load(acc), value)), acc)
-                            store(builder.load(acc), slot, at)
+                    with three, cgutils.for_range(builder, vectors) as k_loop:
+                        at = builder.mul(k_loop.index, ir.Constant(intp, lanes))
+                        offset = offset_of(row, at)
+                        total = builder.fadd(load(rgb[0], offset), load(rgb[1], offset))
+                        store(builder.fadd(total, load(rgb[2], offset)), slot, at)
+                    with other, cgutils.for_range(builder, vectors) as k_loop:
+                        at = builder.mul(k_loop.index, ir.Constant(intp, lanes))
+                        offset = offset_of(row, at)
+                        acc = cgutils.alloca_once_value(builder, zero)
+                        with cgutils.for_range(builder, c_count) as c_loop:
+                            value = load(channel_plane(c_loop.index), offset)
+                            first = builder.icmp_unsigned("==", c_loop.index, zero_i)
+                            builder.store(builder.select(first, value, builder.fadd(builder.load(acc), value)), acc)
+                        store(builder.load(acc), slot, at)
 
             def rows_of(h):  # erow rows above, at and below h (the padding at the edges)
                 mid = row_ptr(h)
