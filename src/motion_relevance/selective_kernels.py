@@ -18,6 +18,7 @@ eager path. ``MOTION_RELEVANCE_SELECTIVE_KERNEL=torch`` forces the eager path.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import threading
@@ -91,12 +92,9 @@ def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> S
     with _lock:
         _launched_in = os.getpid()
         numba.set_num_threads(threads)
-        threshold, kept, total = _selective(
+        threshold, share, total, finite = _selective(
             r, d, mask, motion, float(sigma), replicate, absolute, threads, block, work, zero
         )
-    # tiny (N,) arrays: NumPy is much cheaper here than a handful of torch calls
-    finite = bool(np.isfinite(total).all() and np.isfinite(threshold).all())
-    share = np.divide(kept, total, out=np.zeros_like(kept), where=total > 0).astype(threshold.dtype)
     tensors = (motion, mask, d, threshold, share, total)
     return Split(*(torch.from_numpy(a) for a in tensors), finite)
 
@@ -108,9 +106,9 @@ def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     non-temporal stores of the motion part.
     """
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
-    start = -raw.ctypes.data % _ALIGN
+    start = -raw.__array_interface__["data"][0] % _ALIGN
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
@@ -576,7 +574,10 @@ if numba is not None:
 
     @njit(cache=True)
     def _selective(r, d, mask, motion, sigma, replicate, absolute, threads, block, work, zero):  # pragma: no cover
-        """Both passes, ``block`` clips at a time; returns per-clip threshold, ``sum|motion|``, ``sum|R|``.
+        """Both passes, ``block`` clips at a time.
+
+        Returns per clip the threshold, the motion share (0 where the relevance is all zero) and
+        ``sum|R|``, and whether every sum and threshold is finite.
 
         Finishing a few clips before starting the next ones keeps the relevance read by the
         second pass in cache.
@@ -616,7 +617,13 @@ if numba is not None:
             for f in range(nb * frames):
                 kept[b0 + f // frames] += kept_f[f]
                 total[b0 + f // frames] += total_f[f]
-        return threshold, kept, total
+        share = np.zeros(n_clips, dtype=r.dtype)
+        finite = True
+        for i in range(n_clips):
+            if total[i] > 0:
+                share[i] = kept[i] / total[i]
+            finite = finite and np.isfinite(total[i]) and np.isfinite(threshold[i])
+        return threshold, share, total, finite
 
 
 __all__ = ["ENV_VAR", "Split", "split", "usable"]
