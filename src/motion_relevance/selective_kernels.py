@@ -86,7 +86,7 @@ def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> S
     mask = _aligned_empty((n, 1, t, h, w), np.bool_)
     d = _aligned_empty((n, 1, t, h, w), r.dtype)
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    block = max(1, _BLOCK_BYTES // (rel[0].numel() * rel.element_size()))
+    block = max(1, _BLOCK_BYTES // (r[0].nbytes or 1))
     work = _aligned_empty((threads + block, 5, h * w), r.dtype)  # enough for any block
     zero = r.dtype.type(0)  # a scalar of the relevance's dtype for the sums
     with _lock:
@@ -391,7 +391,8 @@ if numba is not None:
         """
         n_clips, _, frames, height, width = r.shape
         p_count = height * width
-        lanes = 64 // r.itemsize
+        # the one-sweep kernel addresses the relevance by its shape: C order, whole-vector rows
+        one_sweep = width % (64 // r.itemsize) == 0 and r.flags.c_contiguous
         length = (frames + chunks - 1) // chunks
         if work.shape[0] < n_clips * chunks or work.shape[2] != p_count or nothing.shape[0] != p_count:
             raise ValueError("selective kernels: workspace too small")  # never unchecked writes
@@ -414,7 +415,7 @@ if numba is not None:
                     before = ring[0]
                 else:
                     before = nothing
-                if u <= last and width % lanes == 0:  # S[u] and D[u-1] in one sweep
+                if u <= last and one_sweep:  # S[u] and D[u-1] in one sweep
                     dd = d[n, 0, max(t, 0)].reshape(p_count)
                     s, q, shift = _smooth_rows(r, n, u, e, ring[u % 3], before, dd, nothing, want, replicate, absolute)
                     if want:
