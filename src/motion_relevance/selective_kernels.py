@@ -2,13 +2,20 @@
 
 The eager PyTorch version in ``selective.py`` makes about twenty passes over memory (channel
 sum, three separable filters, abs, mean, norm, compare, multiply, two L1 sums). Here the same
-algorithm takes two parallel passes over each block of clips (up to 32 MB of relevance, so
-that the second pass can find it still in cache):
+algorithm takes two parallel passes over each block of clips (up to 32 MB of relevance):
 
 1. per clip and chunk of frames: channel sum, ``[1, 2, 1]`` in height then in width (kept in a
    ring of three frames), ``D[t] = S[t-1] - S[t+1]`` written out, and per-frame sums and
    centred sums of squares of ``D`` (combined into the per-clip std with Chan's formula);
 2. per frame: ``mask = D > threshold``, ``motion = R * mask``, ``sum|R|`` and ``sum|motion|``.
+
+Where a frame's width is a whole number of 64-byte vectors (16 float32 or 8 float64, e.g. 112
+or 224), pass 1 is one sweep per frame written as vector code (``_smooth_rows``): channel sums
+of three rows at a time in a small ring, the width filter from neighbouring vectors in
+registers, ``D`` and its moments in the same loop. Other widths take the plane-by-plane loops.
+Pass 2 writes the RGB motion part with non-temporal stores on x86 (``_stream_rgb``): it is not
+read again here, and bypassing the cache leaves the relevance and ``D`` in it. The outputs
+start on 64-byte boundaries so that these stores cover whole cache lines.
 
 The filters add in exactly the order of the eager version, so ``D`` is bit-identical to it; the
 statistics are accumulated per frame and combined in float64. Used for float32/float64 CPU
