@@ -229,3 +229,14 @@ def test_overflowing_derivative_is_refused(kernel: str, monkeypatch: pytest.Monk
     rel[0, 0, ::2] = 3e37  # finite, but 16 times that (the smoothing) is not
     with pytest.raises(InvalidInputError, match="too large"):
         mr.selective_relevance(rel)
+
+
+@pytest.mark.parametrize("offset", [1, 3])
+def test_relevance_starting_inside_a_cache_line(offset: int) -> None:
+    """The vector kernels load the relevance wherever it starts (a view into a larger tensor)."""
+    shape = (2, 3, 4, 5, 32)
+    count = 2 * 3 * 4 * 5 * 32
+    base = torch.randn(count + 16, generator=torch.Generator().manual_seed(offset))
+    rel = base[offset : offset + count].view(shape)
+    assert rel.data_ptr() % 64 != 0
+    _assert_agree(rel, 1.0, "replicate", "abs", rtol=1e-4)
