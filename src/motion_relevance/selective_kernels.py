@@ -204,6 +204,22 @@ if numba is not None:
         m2 = max(np.float64(q) - s64 * s64 / count, 0.0)
         return s64 + np.float64(shift) * count, m2
 
+    def _vector_of(context, dtype):  # pragma: no cover - runs while compiling
+        """LLVM element type, its bytes, lanes per 64-byte vector, and the vector type."""
+        item = context.get_value_type(dtype)
+        size = 4 if isinstance(item, ir.FloatType) else 8
+        lanes = _ALIGN // size
+        return item, size, lanes, ir.VectorType(item, lanes)
+
+    def _sum_lanes(builder, vector, lanes):  # pragma: no cover - runs while compiling
+        """The lanes of a float vector added one after the other, in float64."""
+        f64 = ir.DoubleType()
+        total = ir.Constant(f64, 0.0)
+        for i in range(lanes):
+            lane = builder.extract_element(vector, ir.Constant(ir.IntType(32), i))
+            total = builder.fadd(total, lane if isinstance(lane.type, ir.DoubleType) else builder.fpext(lane, f64))
+        return total
+
     @intrinsic
     def _smooth_rows(typingctx, r, n, u, erow, out, before, d, nothing, want, replicate, absolute):  # pragma: no cover
         """``S[u]`` of clip ``n`` into ``out`` and, if ``want``, ``D = before - S[u]`` into ``d``.
@@ -218,10 +234,7 @@ if numba is not None:
 
         def codegen(context, builder, signature, args):
             r_ty = signature.args[0]
-            item = context.get_value_type(r_ty.dtype)
-            size = 4 if isinstance(item, ir.FloatType) else 8
-            lanes = _ALIGN // size
-            vec = ir.VectorType(item, lanes)
+            item, size, lanes, vec = _vector_of(context, r_ty.dtype)
             bits = ir.VectorType(ir.IntType(size * 8), lanes)
             i32 = ir.IntType(32)
             f64 = ir.DoubleType()
@@ -293,8 +306,8 @@ if numba is not None:
             def rows_of(h):  # erow rows above, at and below h (the padding at the edges)
                 mid = row_ptr(h)
                 edge = builder.select(replicate_v, mid, nothing_p)
-                above = builder.select(builder.icmp_unsigned(">", h, zero_i), builder.sub(h, one), h)
-                up = builder.select(builder.icmp_unsigned(">", h, zero_i), row_ptr(above), edge)
+                has_above = builder.icmp_unsigned(">", h, zero_i)
+                up = builder.select(has_above, row_ptr(builder.select(has_above, builder.sub(h, one), h)), edge)
                 below = builder.add(h, one)
                 has_below = builder.icmp_unsigned("<", below, height)
                 down = builder.select(has_below, row_ptr(builder.select(has_below, below, h)), edge)
@@ -317,9 +330,12 @@ if numba is not None:
             def edge_after(cur):
                 return builder.select(replicate_v, splat(cur, lanes - 1), zero)
 
-            def difference(smoothed, offset, shift_vec, s_acc, q_acc):
+            def derivative(smoothed, offset):  # D = before - S, or its magnitude
                 x = builder.fsub(load(before_p, offset), smoothed)
-                x = builder.bitcast(builder.and_(builder.bitcast(x, bits), abs_mask), vec)
+                return builder.bitcast(builder.and_(builder.bitcast(x, bits), abs_mask), vec)
+
+            def difference(smoothed, offset, shift_vec, s_acc, q_acc):
+                x = derivative(smoothed, offset)
                 store(x, d_p, offset)
                 y = builder.fsub(x, shift_vec)
                 builder.store(builder.fadd(builder.load(s_acc), y), s_acc)
@@ -365,24 +381,15 @@ if numba is not None:
                     # the shift: D at the first voxel, from the first vector of row 0
                     rows = rows_of(zero_i)
                     first = vertical(rows, zero_i)
-                    second = builder.select(
-                        builder.icmp_unsigned(">", vectors, one), vertical(rows, builder.select(builder.icmp_unsigned(">", vectors, one), one, zero_i)), edge_after(first)
-                    )
-                    s0 = smooth(edge_before(first), first, second)
-                    x0 = builder.fsub(load(before_p, zero_i), s0)
-                    x0 = builder.bitcast(builder.and_(builder.bitcast(x0, bits), abs_mask), vec)
+                    several = builder.icmp_unsigned(">", vectors, one)
+                    second = vertical(rows, builder.select(several, one, zero_i))
+                    s0 = smooth(edge_before(first), first, builder.select(several, second, edge_after(first)))
+                    x0 = derivative(s0, zero_i)
                     builder.store(builder.extract_element(x0, ir.Constant(i32, 0)), shift)
                     sweep(True, splat(x0, 0), s_acc, q_acc)
                 with without_d:
                     sweep(False, None, s_acc, q_acc)
-            sums = []
-            for acc in (s_acc, q_acc):
-                vector = builder.load(acc)
-                total = ir.Constant(f64, 0.0)
-                for i in range(lanes):
-                    lane = builder.extract_element(vector, ir.Constant(i32, i))
-                    total = builder.fadd(total, builder.fpext(lane, f64) if size == 4 else lane)
-                sums.append(total)
+            sums = [_sum_lanes(builder, builder.load(acc), lanes) for acc in (s_acc, q_acc)]
             sh = builder.load(shift)
             sums.append(builder.fpext(sh, f64) if size == 4 else sh)
             return context.make_tuple(builder, signature.return_type, sums)
@@ -474,10 +481,7 @@ if numba is not None:
         sig = types.UniTuple(types.float64, 2)(dd, mm, r0, r1, r2, o0, o1, o2, start, stop, th)
 
         def codegen(context, builder, signature, args):
-            item = context.get_value_type(signature.args[0].dtype)
-            size = 4 if isinstance(item, ir.FloatType) else 8
-            lanes = _ALIGN // size
-            vec = ir.VectorType(item, lanes)
+            _, size, lanes, vec = _vector_of(context, signature.args[0].dtype)
             byte_vec = ir.VectorType(ir.IntType(8), lanes)
             dd_p, mm_p, r0_p, r1_p, r2_p, o0_p, o1_p, o2_p = (
                 context.make_array(ty)(context, builder, val).data
@@ -516,14 +520,7 @@ if numba is not None:
             if _X86:  # make the non-temporal stores visible before anyone reads the motion part
                 fence = ir.FunctionType(ir.VoidType(), [])
                 builder.call(cgutils.get_or_insert_function(builder.module, fence, "llvm.x86.sse.sfence"), [])
-            sums = []
-            for acc in (kept_acc, total_acc):
-                vector = builder.load(acc)
-                total = ir.Constant(ir.DoubleType(), 0.0)
-                for i in range(lanes):
-                    lane = builder.extract_element(vector, ir.Constant(ir.IntType(32), i))
-                    total = builder.fadd(total, builder.fpext(lane, ir.DoubleType()) if size == 4 else lane)
-                sums.append(total)
+            sums = [_sum_lanes(builder, builder.load(acc), lanes) for acc in (kept_acc, total_acc)]
             return context.make_tuple(builder, signature.return_type, sums)
 
         return sig, codegen
