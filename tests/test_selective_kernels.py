@@ -163,7 +163,7 @@ def test_every_split_of_the_work_gives_the_same_result(frames: int, width: int) 
             motion = np.empty_like(rel)
             work = np.empty((threads + block, 5, 6 * width), np.float32)
             out = selective_kernels._selective(
-                rel, d, mask, motion, 1.0, True, True, threads, block, work, np.float32(0)
+                rel, d, mask, motion, 1.0, True, True, threads, block, work, np.float32(0), 1e-16
             )
             results.append((d, mask, motion, out))
     for d, mask, motion, out in results[1:]:
@@ -243,3 +243,20 @@ def test_relevance_starting_inside_a_cache_line(offset: int) -> None:
     rel = base[offset : offset + count].view(shape)
     assert rel.data_ptr() % 64 != 0
     _assert_agree(rel, 1.0, "replicate", "abs", rtol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", ["numba", "torch"])
+@pytest.mark.parametrize(("dtype", "scale", "rtol"), [(torch.float64, 2.0**-545, 1e-9), (torch.float32, 2.0**-75, 1e-5)])
+@pytest.mark.parametrize("width", [7, 16])
+def test_tiny_relevance_keeps_its_threshold(
+    kernel: str, dtype: torch.dtype, scale: float, rtol: float, width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relevance so small that the squares of its derivative underflow (about 1e-164 in float64,
+    1e-23 in float32) still gets the threshold of the same relevance at ordinary size, scaled."""
+    monkeypatch.setenv(selective_kernels.ENV_VAR, kernel)
+    rel = torch.randn(2, 3, 5, 6, width, generator=torch.Generator().manual_seed(width), dtype=dtype)
+    ordinary = mr.selective_relevance(rel)
+    tiny = mr.selective_relevance(rel * scale)
+    assert torch.equal(tiny.temporal_gradient, ordinary.temporal_gradient * scale)
+    torch.testing.assert_close(tiny.threshold, ordinary.threshold * scale, rtol=rtol, atol=0)
+    assert (ordinary.threshold > 0).all()

@@ -118,22 +118,16 @@ def _l1_per_clip(x: torch.Tensor, work: torch.dtype) -> torch.Tensor:
     return x.reshape(x.shape[0], -1).abs().sum(dim=1, dtype=work)
 
 
-def _channel_l1(rel: torch.Tensor, work: torch.dtype) -> torch.Tensor:
-    """``sum_c |R|`` as a ``work``-dtype tensor ``(N, T, H, W)``, one channel at a time."""
-    out = rel[:, 0].to(work, copy=True).abs_()
-    for c in range(1, rel.shape[1]):
-        out.add_(rel[:, c].abs())
-    return out
-
-
-def _channel_sum(rel: torch.Tensor, work: torch.dtype) -> torch.Tensor:
-    """``E = sum_c R`` as a new ``work``-dtype tensor ``(N, T, H, W)`` (the derivative's buffer).
+def _channel_sum(rel: torch.Tensor, work: torch.dtype, magnitude: bool = False) -> torch.Tensor:
+    """``E = sum_c R`` (or ``sum_c |R|``) as a new ``work``-dtype tensor ``(N, T, H, W)``.
 
     Adding the few channels one by one is about twice as fast as ``sum(dim=1)`` here.
     """
     out = rel[:, 0].to(work, copy=True)
+    if magnitude:
+        out.abs_()
     for c in range(1, rel.shape[1]):
-        out.add_(rel[:, c])
+        out.add_(rel[:, c].abs() if magnitude else rel[:, c])
     return out
 
 
@@ -229,14 +223,19 @@ def temporal_gradient(
 def _per_clip_std(d: torch.Tensor) -> torch.Tensor:
     """Unbiased std over each clip's voxels (two-pass: mean, then the centred norm).
 
+    The voxels are first divided by the power of two at their largest magnitude (exact), so
+    that the squares neither underflow for tiny relevance nor overflow for huge relevance.
     A single voxel gives 0 instead of NaN.
     """
     flat = d.reshape(d.shape[0], -1)
     count = flat.shape[1]
     if count < 2:
         return torch.zeros(flat.shape[0], dtype=d.dtype, device=d.device)
-    centred = flat - flat.mean(dim=1, keepdim=True)
-    return torch.linalg.vector_norm(centred, dim=1) / math.sqrt(count - 1)
+    largest = torch.linalg.vector_norm(flat, ord=math.inf, dim=1, keepdim=True)
+    scale = torch.ldexp(torch.ones_like(largest), torch.frexp(largest).exponent)
+    centred = flat / scale
+    centred -= centred.mean(dim=1, keepdim=True)
+    return torch.linalg.vector_norm(centred, dim=1) * (scale[:, 0] / math.sqrt(count - 1))
 
 
 def _split_torch(
@@ -249,7 +248,7 @@ def _split_torch(
     """
     work = _work_dtype(rel.dtype)
     with torch.no_grad():  # the mask is piecewise constant: only ``motion`` carries a gradient
-        magnitude = _channel_l1(rel, work)  # sum_c |R|, (N, T, H, W)
+        magnitude = _channel_sum(rel, work, magnitude=True)  # sum_c |R|
         total = magnitude.sum(dim=(1, 2, 3))
         _raise_if_not_finite(rel, total)
         d = _derivative(_channel_sum(rel, work), padding, derivative)  # (N, T, H, W)

@@ -100,10 +100,17 @@ def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> S
         _launched_in = os.getpid()
         numba.set_num_threads(threads)
         threshold, share, total, finite = _selective(
-            r, d, mask, motion, float(sigma), replicate, absolute, threads, block, work, zero
+            r, d, mask, motion, float(sigma), replicate, absolute, threads, block, work, zero, _smallest_std(r.dtype)
         )
     tensors = (motion, mask, d, threshold, share, total)
     return Split(*(torch.from_numpy(a) for a in tensors), finite)
+
+
+def _smallest_std(dtype: np.dtype) -> float:
+    """Below this std, squares of the derivative in ``dtype`` may have underflowed: the error of
+    the per-frame moments, at most ``count * tiny``, is then no longer below ``eps * count * std**2``."""
+    info = np.finfo(dtype)
+    return float(np.sqrt(info.tiny / info.eps))
 
 
 def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -578,11 +585,35 @@ if numba is not None:
             total[f] = total_f
 
     @njit(cache=True)
-    def _selective(r, d, mask, motion, sigma, replicate, absolute, threads, block, work, zero):  # pragma: no cover
+    def _scaled_std(values):  # pragma: no cover - compiled
+        """Unbiased std of ``values`` in float64, two-pass, after dividing by the power of two at
+        their largest magnitude, so that no square underflows (the eager ``_per_clip_std``)."""
+        count = values.shape[0]
+        largest = 0.0
+        for v in values:
+            largest = max(largest, abs(np.float64(v)))
+        if count < 2 or largest == 0.0:
+            return 0.0
+        if not np.isfinite(largest):
+            return np.inf
+        scale = math.ldexp(1.0, math.frexp(largest)[1])
+        mean = 0.0
+        for v in values:
+            mean += np.float64(v) / scale
+        mean /= count
+        m2 = 0.0
+        for v in values:
+            z = np.float64(v) / scale - mean
+            m2 += z * z
+        return np.sqrt(m2 / (count - 1)) * scale
+
+    @njit(cache=True)
+    def _selective(r, d, mask, motion, sigma, replicate, absolute, threads, block, work, zero, smallest):  # pragma: no cover
         """Both passes, ``block`` clips at a time.
 
         Returns per clip the threshold, the motion share (0 where the relevance is all zero) and
-        ``sum|R|``, and whether every sum and threshold is finite.
+        ``sum|R|``, and whether every sum and threshold is finite. A clip whose std from the
+        per-frame moments is below ``smallest`` gets it again from ``D`` (see ``_scaled_std``).
 
         Finishing a few clips before starting the next ones keeps the relevance read by the
         second pass in cache.
@@ -613,6 +644,8 @@ if numba is not None:
                     dev = frame_sum[i * frames + t] / p_count - mean
                     m2 += frame_m2[i * frames + t] + p_count * dev * dev
                 std = np.sqrt(m2 / (count - 1)) if count > 1 else 0.0
+                if std < smallest:  # the squares may have underflowed: redo it from D, scaled
+                    std = _scaled_std(d[b0 + i].reshape(count))
                 threshold[b0 + i] = sigma * std
             kept_f = np.empty(nb * frames)
             total_f = np.empty(nb * frames)
