@@ -11,12 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from motion_relevance.attribution.pooling import check_ties, tie_sharing_pools
 from motion_relevance.attribution.registry import describe, get_method
 from motion_relevance.attribution.run import Run, model_guard
 from motion_relevance.errors import InvalidInputError, UnknownNameError
 from motion_relevance.models.spec import InputSpec
 
 Target = int | str | Sequence[int | str] | torch.Tensor | np.ndarray | None
+Context = tuple[torch.Tensor | None, torch.Tensor | None] | None
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Explanation:
     method: str
     options: dict[str, Any]
     """The method's options as used (defaults filled in, layers by name, tensors by shape),
-    plus ``batch_size`` and ``seed``."""
+    plus ``batch_size``, ``seed``, ``ties`` and ``context_frames`` (and ``context`` when given)."""
 
 
 def explain(
@@ -44,6 +46,9 @@ def explain(
     spec: InputSpec | None = None,
     batch_size: int | None = None,
     seed: int = 0,
+    ties: str = "first",
+    context_frames: int = 0,
+    context: Context = None,
     **options: Any,
 ) -> Explanation:
     """Explain ``model``'s logit for ``target`` on ``clips`` (N, C, T, H, W) with ``method``.
@@ -55,6 +60,20 @@ def explain(
     that many passes per forward (default 1). ``seed`` fixes SmoothGrad's noise. The model is
     run in eval mode with frozen parameters and left exactly as it was. See ``list_methods()``
     for the methods and their options.
+
+    ``ties``: how max pools pass gradient back through exactly tied maxima (static content gives
+    them): ``"first"`` to the first tied element (PyTorch's backward; reproduces Captum and
+    Zennit exactly), ``"shared"`` evenly to all of them, which removes the even/odd comb and
+    early-frame bias max pools stamp onto static content (``attribution.pooling``).
+
+    ``context_frames``: explain each clip extended by this many frames at each end and crop the
+    relevance back to the clip's own frames, so the clip's first and last frames are not seen
+    as the edge of time (the network's zero temporal padding). The extra frames repeat the
+    clip's edge frames, or come from ``context=(before, after)``: the real neighbouring frames,
+    preprocessed like the clips, shaped (N or 1, C, j, H, W) with j <= context_frames (the
+    nearest are used; missing ones repeat the outermost given frame; either may be None).
+    ``logits`` and ``target`` are then those of the extended clips. Needs a model that accepts
+    longer clips (``spec.min_frames``).
     """
     info = get_method(method)
     if not isinstance(model, nn.Module):
@@ -68,13 +87,16 @@ def explain(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise InvalidInputError(f"seed must be an integer, got {seed!r}")
     requested = _requested_target(target, spec, n)
+    check_ties(ties)
     opts = info.resolve_options(options)
+    frames = x.shape[2]
+    x, before = _extend(x, context_frames, context, spec)
 
     param = next(model.parameters(), None)
     device = param.device if param is not None else x.device
     dtype = param.dtype if param is not None and param.is_floating_point() else x.dtype
 
-    with torch.inference_mode(False), torch.enable_grad(), model_guard(model):
+    with torch.inference_mode(False), torch.enable_grad(), model_guard(model), tie_sharing_pools(ties):
         x = x.detach().to(device=device, dtype=dtype).clone()
         if info.finalize is not None:
             opts = info.finalize(model, spec, x, opts)
@@ -100,11 +122,65 @@ def explain(
 
     out_device = clips.device if isinstance(clips, torch.Tensor) else torch.device("cpu")
     relevance = torch.cat([p.relevance.detach() for p in parts]).to(device=out_device, dtype=torch.float32)
+    relevance = relevance[:, :, before : before + frames]
     logits = torch.cat([p.logits.detach() for p in parts]).to(device=out_device, dtype=torch.float32)
     resolved = torch.cat([p.target.detach() for p in parts]).to(device=out_device, dtype=torch.int64)
     described = {k: describe(v) for k, v in opts.items()}
-    described.update(batch_size=batch_size, seed=int(seed))
+    described.update(batch_size=batch_size, seed=int(seed), ties=ties, context_frames=int(context_frames))
+    if context is not None:
+        described["context"] = "given"
     return Explanation(relevance.contiguous(), resolved, logits, info.name, described)
+
+
+def _extend(x: torch.Tensor, k: Any, context: Context, spec: InputSpec | None) -> tuple[torch.Tensor, int]:
+    """Clips ``x`` extended by ``k`` context frames at each end, and the number of frames put
+    before them (0 when ``k`` is 0)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+        raise InvalidInputError(f"context_frames must be a non-negative integer, got {k!r}")
+    k = int(k)
+    if k == 0:
+        if context is not None:
+            raise InvalidInputError("context frames were given but context_frames is 0; pass context_frames=k")
+        return x, 0
+    if spec is not None and spec.min_frames is None:
+        raise InvalidInputError(
+            f"context_frames needs a model that accepts longer clips, but this model takes exactly {spec.frames} "
+            "frames (its InputSpec has no min_frames); use context_frames=0"
+        )
+    if context is None:
+        context = (None, None)
+    if not isinstance(context, tuple | list) or len(context) != 2:
+        raise InvalidInputError("context must be a pair (before, after) of frame tensors (N, C, j, H, W) or None")
+    edges = (x[:, :, :1], x[:, :, -1:])
+    sides = []
+    for name, given, edge in zip(("before", "after"), context, edges, strict=True):
+        if given is None:
+            sides.append(edge.expand(-1, -1, k, -1, -1))
+            continue
+        if isinstance(given, np.ndarray):
+            given = torch.from_numpy(given)
+        if not isinstance(given, torch.Tensor) or given.ndim != 5 or not given.is_floating_point():
+            raise InvalidInputError(f"context {name} must be a float tensor (N, C, j, H, W) preprocessed like the clips")
+        if given.shape[0] not in (1, x.shape[0]) or given.shape[1] != x.shape[1] or given.shape[3:] != x.shape[3:]:
+            raise InvalidInputError(
+                f"context {name} has shape {tuple(given.shape)}; it must match the clips {tuple(x.shape)} "
+                "except in time (and may have 1 row)"
+            )
+        if given.shape[2] == 0:
+            sides.append(edge.expand(-1, -1, k, -1, -1))
+            continue
+        if not bool(torch.isfinite(given).all()):
+            raise InvalidInputError(f"context {name} contains NaN or infinite values")
+        given = given.to(x).expand(x.shape[0], -1, -1, -1, -1)
+        if name == "before":
+            given = given[:, :, -k:]
+            fill = given[:, :, :1].expand(-1, -1, k - given.shape[2], -1, -1)
+            sides.append(torch.cat([fill, given], dim=2))
+        else:
+            given = given[:, :, :k]
+            fill = given[:, :, -1:].expand(-1, -1, k - given.shape[2], -1, -1)
+            sides.append(torch.cat([given, fill], dim=2))
+    return torch.cat([sides[0], x, sides[1]], dim=2), k
 
 
 def _check_clips(clips: Any) -> torch.Tensor:
