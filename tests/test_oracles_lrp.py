@@ -1,0 +1,279 @@
+"""Independent oracles for the three LRP methods, computed by hand with matrices.
+
+A three-layer ReLU network (two Conv3d layers and a linear classifier) is turned into dense
+matrices (each convolution applied to the unit basis), and the rules of the documented rule
+table (``attribution/lrp.py``) are written here from their definitions:
+
+* epsilon: ``R_i = x_i sum_j w_ji R_j / (z_j + eps sign z_j)`` (bias in ``z_j``);
+* alpha-beta: ``alpha`` times the positive contributions' share minus ``beta`` times the
+  negative contributions' share (``x+ w+ + x- w-`` and ``x+ w- + x- w+``, bias split by sign);
+* z+: alpha = 1, beta = 0;
+* flat: ``R_j`` spread evenly over the inputs of ``j``'s receptive field;
+* z^B: ``(x_i w_ji - l_i w+_ji - h_i w-_ji) / sum_i (...)``.
+
+The relevance that starts at the output is the target's logit. Each method is compared with its
+hand-computed relevance and shown to be far from its neighbours' (another first-layer rule,
+alpha = 1 / beta = 0, z+ instead of epsilon in the classifier), so a method that silently ran a
+neighbouring rule set fails.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import motion_relevance as mr
+
+torch.set_num_threads(1)
+
+SHAPE = (3, 2, 3, 3)  # (C, T, H, W)
+EPS = 1e-6  # the rules' stabiliser and the epsilon rule's default
+
+
+class ThreeLayers(nn.Module):
+    """conv(3->4, 2x2x2) -> ReLU -> conv(4->3, 1x2x2) -> ReLU -> flatten -> linear(3->2)."""
+
+    def __init__(self, seed: int = 0, bias: bool = True) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = nn.Conv3d(3, 4, 2, bias=bias)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv3d(4, 3, (1, 2, 2), bias=bias)
+        self.relu2 = nn.ReLU()
+        self.fc = nn.Linear(3, 2, bias=bias)
+        self.double()
+        with torch.no_grad():  # larger, mixed-sign weights so every rule has work to do
+            for m in (self.conv1, self.conv2, self.fc):
+                m.weight.mul_(3.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.conv1(x))
+        x = self.relu2(self.conv2(x))
+        return self.fc(x.flatten(1))
+
+
+def dense(layer: nn.Module, in_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, b) with ``layer(x).flatten() == W @ x.flatten() + b``, found by applying the layer's
+    linear part to every unit vector."""
+    n = int(torch.tensor(in_shape).prod())
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *in_shape)
+    with torch.no_grad():
+        if isinstance(layer, nn.Conv3d):
+            cols = F.conv3d(basis, layer.weight)
+            bias = F.conv3d(torch.zeros(1, *in_shape, dtype=torch.float64), layer.weight, layer.bias)
+        else:
+            cols = basis @ layer.weight.T
+            bias = layer.bias[None] if layer.bias is not None else torch.zeros(1, layer.out_features, dtype=torch.float64)
+    if bias is None:
+        bias = torch.zeros_like(cols[:1])
+    return cols.reshape(n, -1).T.contiguous(), bias.reshape(-1).clone()
+
+
+def stab(z: torch.Tensor) -> torch.Tensor:
+    return z + EPS * ((z == 0).to(z) + z.sign())
+
+
+def pos(t: torch.Tensor) -> torch.Tensor:
+    return t.clamp(min=0)
+
+
+def neg(t: torch.Tensor) -> torch.Tensor:
+    return t.clamp(max=0)
+
+
+def epsilon(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    return x * (w.T @ (r / stab(w @ x + b)))
+
+
+def alpha_beta(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, r: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    zp = pos(w) @ pos(x) + neg(w) @ neg(x) + pos(b)
+    zn = neg(w) @ pos(x) + pos(w) @ neg(x) + neg(b)
+    sp, sn = r / stab(zp), r / stab(zn)
+    positive = pos(x) * (pos(w).T @ sp) + neg(x) * (neg(w).T @ sp)
+    negative = pos(x) * (neg(w).T @ sn) + neg(x) * (pos(w).T @ sn)
+    return alpha * positive - beta * negative
+
+
+def flat(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    field = (w != 0).to(w)  # which inputs each output sees (the weights here are never exactly 0)
+    return field.T @ (r / stab(field.sum(1)))
+
+
+def zbox(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, r: torch.Tensor, low: torch.Tensor,
+         high: torch.Tensor) -> torch.Tensor:
+    z = w @ x - pos(w) @ low - neg(w) @ high
+    s = r / stab(z)
+    return x * (w.T @ s) - low * (pos(w).T @ s) - high * (neg(w).T @ s)
+
+
+RULES = {
+    "epsilon": epsilon,
+    "zplus": lambda x, w, b, r: alpha_beta(x, w, b, r, 1.0, 0.0),
+    "ab21": lambda x, w, b, r: alpha_beta(x, w, b, r, 2.0, 1.0),
+    "flat": flat,
+}
+
+
+def lrp_by_hand(net: ThreeLayers, x: torch.Tensor, c: int, first: str, hidden: str, last: str,
+                ignore_bias: bool = False, bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Relevance of one clip ``x`` (C, T, H, W) for logit ``c`` with the given rule per layer."""
+    x = x.double()
+    w1, b1 = dense(net.conv1, SHAPE)
+    a1_shape = (4, 1, 2, 2)
+    w2, b2 = dense(net.conv2, a1_shape)
+    w3, b3 = dense(net.fc, (3,))
+    x0 = x.flatten()
+    a1 = pos(w1 @ x0 + b1)
+    a2 = pos(w2 @ a1 + b2)
+    y = w3 @ a2 + b3
+    if ignore_bias:
+        b1, b2, b3 = torch.zeros_like(b1), torch.zeros_like(b2), torch.zeros_like(b3)
+    r = torch.zeros_like(y)
+    r[c] = y[c]
+    r = RULES[last](a2, w3, b3, r)
+    r = RULES[hidden](a1, w2, b2, r)  # the ReLUs pass relevance on unchanged
+    if first == "zbox":
+        assert bounds is not None
+        low, high = (bound.double().reshape(3, 1, 1, 1).expand(SHAPE).flatten() for bound in bounds)
+        r = zbox(x0, w1, b1, r, low, high)
+    else:
+        r = RULES[first](x0, w1, b1, r)
+    return r.reshape(SHAPE)
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-4) -> None:
+    expected = expected.detach()
+    scale = float(expected.abs().max())
+    assert scale > 0
+    err = float((actual.double() - expected.double()).abs().max())
+    assert err <= rtol * scale, f"max error {err:.3g} vs scale {scale:.3g}"
+
+
+def far(a: torch.Tensor, b: torch.Tensor, share: float = 0.1) -> bool:
+    a, b = a.detach(), b.detach()
+    return float((a.double() - b.double()).abs().max()) > share * float(b.abs().max())
+
+
+def clips(n: int, seed: int, net: ThreeLayers | None = None) -> torch.Tensor:
+    """``n`` clips in [-1, 1]; with ``net``, only clips where at least two units of each hidden
+    layer are active (so that every layer's rule shapes the relevance)."""
+    gen = torch.Generator().manual_seed(seed)
+    kept = []
+    while len(kept) < n:
+        x = 2 * torch.rand(SHAPE, generator=gen) - 1
+        if net is not None:
+            with torch.no_grad():
+                a1 = net.relu1(net.conv1(x.double()[None]))
+                a2 = net.relu2(net.conv2(a1))
+            if int((a1 > 0).sum()) < 2 or int((a2 > 0).sum()) < 2:
+                continue
+        kept.append(x)
+    return torch.stack(kept)
+
+
+#: method -> (first, hidden, classifier) rules, as documented in attribution/lrp.py
+TABLE = {
+    "lrp_epsilon_plus_flat": ("flat", "zplus", "epsilon"),
+    "lrp_alpha2_beta1": ("ab21", "ab21", "epsilon"),
+}
+NEIGHBOURS = {
+    "lrp_epsilon_plus_flat": [("epsilon", "zplus", "epsilon"), ("flat", "ab21", "epsilon"), ("flat", "zplus", "zplus")],
+    "lrp_alpha2_beta1": [("zplus", "zplus", "epsilon"), ("ab21", "zplus", "epsilon"), ("zplus", "ab21", "epsilon"),
+                         ("flat", "zplus", "epsilon")],
+}
+
+
+def live_target(net: ThreeLayers, x: torch.Tensor) -> int:
+    """The class with the largest positive contribution from the last hidden layer, so that
+    z+ in the classifier (deep Taylor) has relevance to pass on."""
+    with torch.no_grad():
+        a2 = net.relu2(net.conv2(net.relu1(net.conv1(x.double()[None])))).flatten()
+        return int((pos(net.fc.weight) @ a2).argmax())
+
+
+@pytest.mark.parametrize("method", sorted(TABLE))
+def test_lrp_matches_the_rule_table_by_hand(net: ThreeLayers, method: str) -> None:
+    """Biases take part in the rules (and keep their share), as in the bias convention; with a
+    bias-free network ``ignore_bias=True`` must give the same and conserve the logit."""
+    x = clips(3, seed=5, net=net)
+    ignore_bias = net.fc.bias is None
+    targets = [live_target(net, x[i]) for i in range(3)]
+    expl = mr.explain(net, x, method, target=targets, ignore_bias=ignore_bias)
+    for i, c in enumerate(targets):
+        expected = lrp_by_hand(net, x[i], c, *TABLE[method], ignore_bias=ignore_bias)
+        close(expl.relevance[i], expected)
+        for other in NEIGHBOURS[method]:
+            # where a neighbour's relevance differs from the method's on this clip, the output
+            # must be told apart from it (the next test shows each neighbour differs somewhere)
+            alt = lrp_by_hand(net, x[i], c, *other, ignore_bias=ignore_bias)
+            if far(alt, expected, share=1e-3):
+                assert far(expl.relevance[i], alt, share=1e-3), (method, other)
+
+
+NETS = [(0, True), (1, True), (2, False)]
+
+
+@pytest.fixture(scope="module", params=NETS, ids=["seed0", "seed1", "no-bias"])
+def net(request: pytest.FixtureRequest) -> ThreeLayers:
+    seed, bias = request.param
+    return ThreeLayers(seed=seed, bias=bias).eval()
+
+
+@pytest.mark.parametrize("method", sorted(TABLE))
+def test_every_neighbouring_rule_set_is_far_on_these_clips(method: str) -> None:
+    """The oracle is discriminating: each neighbour differs from the method by more than 20 %
+    of its largest relevance on some clip of some of the networks above."""
+    for other in NEIGHBOURS[method]:
+        gaps = []
+        for seed, bias in NETS:
+            net = ThreeLayers(seed=seed, bias=bias).eval()
+            x = clips(3, seed=5, net=net)
+            for i in range(3):
+                c = live_target(net, x[i])
+                gaps.append(far(lrp_by_hand(net, x[i], c, *other), lrp_by_hand(net, x[i], c, *TABLE[method]), share=0.2))
+        assert any(gaps), other
+
+
+def test_alpha2_beta1_is_not_alpha1_beta0() -> None:
+    """The neighbour the rule set is most easily confused with, checked on its own."""
+    net = ThreeLayers(seed=0).eval()
+    x = clips(3, seed=5, net=net)
+    targets = [live_target(net, x[i]) for i in range(3)]
+    expl = mr.explain(net, x, "lrp_alpha2_beta1", target=targets)
+    gaps = [
+        float((expl.relevance[i].double() - lrp_by_hand(net, x[i], c, "zplus", "zplus", "epsilon")).abs().max())
+        / float(expl.relevance[i].abs().max())
+        for i, c in enumerate(targets)
+    ]
+    assert max(gaps) > 0.2
+
+
+def test_deep_taylor_with_explicit_bounds(net: ThreeLayers) -> None:
+    x = clips(2, seed=6, net=net)
+    ignore_bias = net.fc.bias is None
+    low, high = [-1.0, -1.5, -2.0], [1.0, 1.5, 2.0]
+    targets = [live_target(net, x[i]) for i in range(2)]
+    expl = mr.explain(net, x, "deep_taylor", target=targets, low=low, high=high, ignore_bias=ignore_bias)
+    bounds = (torch.tensor(low), torch.tensor(high))
+    for i, c in enumerate(targets):
+        expected = lrp_by_hand(net, x[i], c, "zbox", "zplus", "zplus", ignore_bias=ignore_bias, bounds=bounds)
+        close(expl.relevance[i], expected)
+        other = (torch.full((3,), -1.0), torch.full((3,), 1.0))
+        assert far(expl.relevance[i], lrp_by_hand(net, x[i], c, "zbox", "zplus", "zplus", ignore_bias=ignore_bias,
+                                                  bounds=other), share=0.02)
+        assert far(expl.relevance[i], lrp_by_hand(net, x[i], c, "flat", "zplus", "zplus", ignore_bias=ignore_bias))
+        alt = lrp_by_hand(net, x[i], c, "zbox", "zplus", "epsilon", ignore_bias=ignore_bias, bounds=bounds)
+        if far(alt, expected, share=1e-3):  # z+ vs epsilon in the classifier
+            assert far(expl.relevance[i], alt, share=1e-3)
+
+
+def test_deep_taylor_bounds_default_to_each_clips_range() -> None:
+    net = ThreeLayers(seed=1).eval()
+    x = clips(2, seed=7, net=net)
+    targets = [live_target(net, x[i]) for i in range(2)]
+    expl = mr.explain(net, x, "deep_taylor", target=targets)
+    for i, c in enumerate(targets):
+        bounds = (x[i].amin(dim=(1, 2, 3)), x[i].amax(dim=(1, 2, 3)))
+        close(expl.relevance[i], lrp_by_hand(net, x[i], c, "zbox", "zplus", "zplus", bounds=bounds))
