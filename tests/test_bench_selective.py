@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import motion_relevance as mr
-from motion_relevance.selective_kernels import ENV_VAR
+from motion_relevance import selective_kernels
+from motion_relevance.selective import ENV_VAR
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_selective
@@ -31,6 +32,6 @@ def test_naive_benchmark_version_matches_the_library(kernel: str, monkeypatch: p
 
 def test_eager_helper_forces_the_torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    monkeypatch.setattr(mr.selective_kernels, "split", lambda *a: calls.append(a))
+    monkeypatch.setattr(selective_kernels, "split", lambda *a: calls.append(a))
     bench_selective.eager(torch.randn(1, 3, 4, 5, 5))
     assert calls == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from hypothesis.extra.numpy import arrays
 
 import motion_relevance as mr
 from motion_relevance.errors import InvalidInputError, MotionRelevanceError
-from motion_relevance.selective_kernels import ENV_VAR
+from motion_relevance.selective import ENV_VAR
 
 SOBEL_T0 = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float64)
 
@@ -39,11 +41,46 @@ def naive_selective(relevance: np.ndarray, sigma: float) -> tuple[np.ndarray, np
     return d, mask
 
 
+def eager_only(reason: str):
+    """Marks a test that cannot reach the fused kernels: the ``numba`` backend skips it, saying why."""
+
+    def mark(test):
+        test.eager_only = reason
+        return test
+
+    return mark
+
+
 @pytest.fixture(autouse=True, params=["numba", "torch"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test here runs on both implementations: the fused CPU kernels and eager PyTorch."""
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test here runs on both implementations: the fused CPU kernels and eager PyTorch.
+
+    Under ``numba`` the test must reach the fused kernels (a test that cannot is marked
+    ``eager_only`` and skipped there); if Numba is unusable the test fails rather than quietly
+    checking the eager path twice.
+    """
     monkeypatch.setenv(ENV_VAR, request.param)
-    return request.param
+    if request.param == "torch":
+        yield request.param
+        return
+    reason = getattr(request.function, "eager_only", None)
+    if reason is not None:
+        pytest.skip(f"eager path only: {reason}")
+    from motion_relevance import selective_kernels  # imports Numba: an ImportError fails the test
+
+    calls = []
+    real = selective_kernels.split
+    monkeypatch.setattr(selective_kernels, "split", lambda *a: calls.append(a) or real(*a))
+    yield request.param
+    assert calls, "the numba backend never reached the fused kernels"
+
+
+def gradient(rel: torch.Tensor, **options: str) -> torch.Tensor:
+    """``D`` as ``selective_relevance`` gives it (the fused kernels under the ``numba`` backend),
+    checked against ``temporal_gradient`` (always eager)."""
+    d = mr.selective_relevance(rel, **options).temporal_gradient
+    assert torch.equal(d, mr.temporal_gradient(rel, **options))
+    return d
 
 
 # ------------------------------------------------------------------------------------------------
@@ -67,11 +104,11 @@ def test_temporal_ramp_hand_computed() -> None:
     # E[t] = t everywhere on a 1x4x3x3 volume; spatial smoothing of a constant map is 16x it.
     t = torch.arange(4, dtype=torch.float64)
     rel = t.view(1, 1, 4, 1, 1).expand(1, 1, 4, 3, 3).contiguous()
-    g = mr.temporal_gradient(rel, derivative="signed")
+    g = gradient(rel, derivative="signed")
     # G[t] = 16 * (E[t-1] - E[t+1]); replicate padding at both ends.
     expected_t = torch.tensor([16 * (0 - 1), 16 * (0 - 2), 16 * (1 - 3), 16 * (2 - 3)], dtype=torch.float64)
     assert torch.allclose(g[0, 0], expected_t.view(4, 1, 1).expand(4, 3, 3))
-    assert torch.allclose(mr.temporal_gradient(rel), g.abs())
+    assert torch.allclose(gradient(rel), g.abs())
 
 
 def test_moving_dot_marks_old_and_new_position() -> None:
@@ -79,7 +116,7 @@ def test_moving_dot_marks_old_and_new_position() -> None:
     for t in range(5):
         rel[0, 0, t, 3, 1 + t] = 1.0  # a dot moving right one pixel a frame
     sel = mr.selective_relevance(rel, sigma=1.0)
-    g = mr.temporal_gradient(rel, derivative="signed")[0, 0]
+    g = gradient(rel, derivative="signed")[0, 0]
     # At t=2 the dot was at x=2 (t-1) and will be at x=4 (t+1): +4 and -4 at the centres.
     assert g[2, 3, 2] == 4.0 and g[2, 3, 4] == -4.0 and g[2, 3, 3] == 0.0
     assert sel.mask[0, 0, 2, 3, 2] and sel.mask[0, 0, 2, 3, 4]
@@ -99,11 +136,11 @@ def test_single_frame_clip_has_empty_mask_in_both_paddings() -> None:
 def test_two_frame_clip() -> None:
     rel = torch.zeros(1, 1, 2, 3, 3)
     rel[0, 0, 0, 1, 1] = 1.0
-    rep = mr.temporal_gradient(rel, derivative="signed")[0, 0]
+    rep = gradient(rel, derivative="signed")[0, 0]
     # replicate: both frames see S(E0) - S(E1); the smoothing kernel is [1,2,1]x[1,2,1].
     s = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]])
     assert torch.equal(rep[0], s) and torch.equal(rep[1], s)
-    zer = mr.temporal_gradient(rel, padding="zeros", derivative="signed")[0, 0]
+    zer = gradient(rel, padding="zeros", derivative="signed")[0, 0]
     assert torch.equal(zer[0], torch.zeros(3, 3))  # -S(E1) = 0
     assert torch.equal(zer[1], s)  # S(E0)
 
@@ -142,7 +179,7 @@ def test_zero_padding_equals_conv3d_with_the_sobel_kernel() -> None:
     ref = torch.nn.functional.conv3d(
         rel.sum(1, keepdim=True), TEMPORAL_SOBEL.double()[None, None], padding=1
     )
-    got = mr.temporal_gradient(rel, padding="zeros", derivative="signed")
+    got = gradient(rel, padding="zeros", derivative="signed")
     assert torch.allclose(got, ref, atol=1e-12)
 
 
@@ -162,14 +199,24 @@ def test_unbatched_input_keeps_its_rank() -> None:
     assert torch.equal(batched.mask[0], sel.mask)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
-def test_any_floating_dtype(dtype: torch.dtype) -> None:
+def _any_floating_dtype(dtype: torch.dtype) -> None:
     rel = torch.randn(2, 3, 5, 6, 6).to(dtype)
     sel = mr.selective_relevance(rel)
     assert sel.motion.dtype == dtype and sel.static.dtype == dtype
     assert torch.equal(sel.motion + sel.static, rel)
-    assert sel.temporal_gradient.dtype in (torch.float32, torch.float64)
+    assert sel.temporal_gradient.dtype == torch.promote_types(dtype, torch.float32)
     assert torch.isfinite(sel.motion_share).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_any_floating_dtype(dtype: torch.dtype) -> None:
+    _any_floating_dtype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@eager_only("half precision always takes the eager path")
+def test_half_precision(dtype: torch.dtype) -> None:
+    _any_floating_dtype(dtype)
 
 
 def test_result_fields_are_consistent() -> None:
@@ -227,6 +274,7 @@ def test_nan_and_inf_are_refused_with_a_count() -> None:
         ([[1.0]], {}, "torch.Tensor"),
     ],
 )
+@eager_only("bad input is refused before either path runs")
 def test_bad_input_raises_one_line_error(value: object, kwargs: dict, pattern: str) -> None:
     with pytest.raises(MotionRelevanceError, match=pattern) as info:
         mr.selective_relevance(value, **kwargs)  # type: ignore[arg-type]

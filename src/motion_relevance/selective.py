@@ -26,14 +26,15 @@ With ``T == 2`` both frames get ``S(E[0]) - S(E[1])`` under ``"replicate"``; und
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
 import torch
 
-from motion_relevance import selective_kernels
 from motion_relevance.errors import InvalidInputError
 
 Padding = Literal["replicate", "zeros"]
@@ -41,6 +42,11 @@ Derivative = Literal["abs", "signed"]
 
 PADDINGS: tuple[str, ...] = ("replicate", "zeros")
 DERIVATIVES: tuple[str, ...] = ("abs", "signed")
+
+#: ``MOTION_RELEVANCE_SELECTIVE_KERNEL=torch`` forces the eager path (default ``numba``: the
+#: fused kernels wherever they apply).
+ENV_VAR = "MOTION_RELEVANCE_SELECTIVE_KERNEL"
+_kernels_missing = False  # set when importing the fused kernels (Numba) failed
 
 #: The 3x3x3 temporal Sobel kernel, time on the first axis (cross-correlation semantics).
 TEMPORAL_SOBEL: torch.Tensor = torch.einsum(
@@ -239,6 +245,27 @@ def _per_clip_std(d: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(centred, dim=1) * (scale[:, 0] / math.sqrt(count - 1))
 
 
+def _fused_kernels(rel: torch.Tensor) -> ModuleType | None:
+    """The fused-kernel module if it applies to ``rel``, else None (the eager path).
+
+    It applies to float32/float64 CPU tensors that do not require grad, unless ``ENV_VAR`` says
+    ``torch``. It is imported here, on first use, so that ``import motion_relevance`` does not
+    load Numba. A forked child of a process that started Numba's thread pool takes the eager
+    path (that pool does not survive a fork), as does a Python without a working Numba.
+    """
+    global _kernels_missing
+    if os.environ.get(ENV_VAR, "numba") == "torch" or _kernels_missing:
+        return None
+    if rel.device.type != "cpu" or rel.dtype not in (torch.float32, torch.float64) or rel.requires_grad:
+        return None
+    try:
+        from motion_relevance import selective_kernels as kernels
+    except ImportError:  # Numba is a dependency; only a broken install gets here
+        _kernels_missing = True
+        return None
+    return kernels if kernels.usable_in_this_process() else None
+
+
 def _split_torch(
     rel: torch.Tensor, sigma: float, padding: str, derivative: str
 ) -> tuple[torch.Tensor, ...]:
@@ -280,8 +307,9 @@ def selective_relevance(
     if sigma < 0:
         raise InvalidInputError(f"sigma must be >= 0, got {sigma}")
     rel, unbatched = _as_relevance(relevance)
-    if selective_kernels.usable(rel):
-        parts = selective_kernels.split(rel, sigma, padding == "replicate", derivative == "abs")
+    kernels = _fused_kernels(rel)
+    if kernels is not None:
+        parts = kernels.split(rel, float(sigma), padding == "replicate", derivative == "abs")
         if not parts.finite:
             _raise_if_not_finite(rel, parts.total)
             _raise_if_overflowing(parts.threshold)
