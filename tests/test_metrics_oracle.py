@@ -1,0 +1,263 @@
+"""The evaluation's statistics against independent computations on small fixtures.
+
+AUROC against the pairwise definition (ties count one half) on random scores with many ties,
+including its direction; F1 and recall against their formulas; sparsity, mask precision and
+flow precision against NumPy; deletion against a spy model that records every clip it is shown,
+so that the voxels each selection (motion, static, random) actually removed can be read back and
+compared with what the selection is documented to remove.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from motion_relevance.metrics import (
+    auroc,
+    deletion_faithfulness,
+    mask_precision,
+    nonzero_voxels,
+    remove_voxels,
+    sparsity_ratio,
+)
+from motion_relevance.metrics import flow as flow_module
+from motion_relevance.metrics.flow import flow_mask, flow_precision, threshold_explanation
+
+# ---------------------------------------------------------------------------------------------
+# AUROC
+# ---------------------------------------------------------------------------------------------
+
+
+def pairwise_auc(pos: list[float], neg: list[float]) -> float:
+    """P(pos > neg) + P(pos == neg) / 2 over all pairs (NaNs left out)."""
+    pos = [p for p in pos if p == p]
+    neg = [n for n in neg if n == n]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+scores = st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 2.5, -1.0, float("nan")]), min_size=1, max_size=25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pos=scores, neg=scores)
+def test_auroc_is_the_pairwise_probability_with_half_ties(pos: list[float], neg: list[float]) -> None:
+    if all(p != p for p in pos) or all(n != n for n in neg):
+        return  # a group with only NaN is an error (tested in test_metrics)
+    got = auroc(np.array(pos), np.array(neg))
+    assert got == pytest.approx(pairwise_auc(pos, neg), abs=1e-12)
+    # direction: swapping the groups mirrors the value
+    assert auroc(np.array(neg), np.array(pos)) == pytest.approx(1.0 - got, abs=1e-12)
+
+
+def test_auroc_direction_on_separated_groups() -> None:
+    high, low = torch.tensor([0.9, 0.8, 0.95]), torch.tensor([0.1, 0.3])
+    assert auroc(high, low) == 1.0
+    assert auroc(low, high) == 0.0
+    # of the four pairs only 0.2 vs 0.25 goes against the first group
+    assert auroc([0.2, 0.9], [0.25, 0.1]) == pytest.approx(3 / 4)
+    # all tied: chance
+    assert auroc([1.0, 1.0, 1.0], [1.0, 1.0]) == 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# F1 and recall of the selective part (the evaluation's precision table)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_f1_is_the_harmonic_mean() -> None:
+    from motion_relevance.metrics.evaluate import _f1
+
+    p = torch.tensor([0.5, 0.9, 0.0, 1.0, float("nan"), 0.3])
+    r = torch.tensor([0.5, 0.1, 0.0, 1.0, 0.4, float("nan")])
+    got = _f1(p, r)
+    expected = []
+    for pi, ri in zip(p.tolist(), r.tolist(), strict=True):
+        pi, ri = (0.0 if v != v else v for v in (pi, ri))  # NaN counts as 0
+        expected.append(0.0 if pi + ri == 0 else 2 * pi * ri / (pi + ri))
+    assert got.tolist() == pytest.approx(expected)
+    assert got[1].item() == pytest.approx(0.18)  # not p * r = 0.09, not the mean 0.5
+
+
+def test_recall_is_the_share_of_relevance_on_the_object_that_the_motion_part_keeps() -> None:
+    from motion_relevance.metrics.evaluate import _recall
+
+    rel = torch.zeros(2, 3, 2, 2, 2)
+    rel[0, 0, 0, 0, 0], rel[0, 1, 0, 0, 1], rel[0, 2, 1, 1, 1] = 2.0, -3.0, 4.0
+    truth = torch.zeros(2, 2, 2, 2, dtype=torch.bool)
+    truth[0, 0, 0] = True  # voxels (0, 0, 0) and (0, 0, 1): |R| = 2 and 3 on the object
+    motion = rel.clone()
+    motion[0, 1] = 0.0  # the motion part keeps 2 of the 5
+    got = _recall(rel, motion, truth)
+    assert got[0].item() == pytest.approx(2 / 5)
+    assert torch.isnan(got[1])  # nothing on the object: undefined
+
+
+# ---------------------------------------------------------------------------------------------
+# sparsity and precision
+# ---------------------------------------------------------------------------------------------
+
+
+def random_relevance(seed: int, shape: tuple[int, ...] = (3, 2, 4, 5, 6), zeros: float = 0.5) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    r = torch.randn(shape, generator=gen)
+    r[torch.rand(shape, generator=gen) < zeros] = 0.0
+    return r
+
+
+def test_nonzero_voxels_and_sparsity_ratio_by_numpy() -> None:
+    base = random_relevance(0, zeros=0.3)
+    keep = torch.rand(base.shape[0], 1, *base.shape[2:], generator=torch.Generator().manual_seed(1)) < 0.4
+    selective = base * keep
+    b = np.asarray(base)
+    s = np.asarray(selective)
+    count_b = np.array([np.sum(np.any(b[i] != 0, axis=0)) for i in range(b.shape[0])])
+    count_s = np.array([np.sum(np.any(s[i] != 0, axis=0)) for i in range(s.shape[0])])
+    assert nonzero_voxels(base).tolist() == count_b.tolist()
+    ratio = sparsity_ratio(base, selective)
+    assert ratio.tolist() == pytest.approx((count_s / count_b).tolist())
+    assert (ratio < 0.6).all()  # most voxels were dropped: the ratio is small, not 1 - ratio
+    empty = sparsity_ratio(torch.zeros_like(base), selective)
+    assert torch.isnan(empty).all()
+
+
+def test_mask_precision_by_numpy() -> None:
+    r = random_relevance(2)
+    mask = torch.rand(r.shape[0], *r.shape[2:], generator=torch.Generator().manual_seed(3)) < 0.3
+    mag = np.abs(np.asarray(r)).sum(axis=1)
+    m = np.asarray(mask)
+    expected = [(mag[i] * m[i]).sum() / mag[i].sum() for i in range(r.shape[0])]
+    assert mask_precision(r, mask).tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_threshold_and_flow_precision_by_numpy() -> None:
+    r = random_relevance(4, zeros=0.2)
+    flow = torch.rand(r.shape[0], *r.shape[2:], generator=torch.Generator().manual_seed(5)) < 0.5
+    sel = torch.rand(r.shape[0], *r.shape[2:], generator=torch.Generator().manual_seed(6)) < 0.5
+    mag = np.abs(np.asarray(r, dtype=np.float64)).sum(axis=1)
+    positive = np.stack([mag[i] > mag[i].std(ddof=1) for i in range(r.shape[0])])
+    assert np.array_equal(np.asarray(threshold_explanation(r)), positive)
+    truth, s = np.asarray(flow), np.asarray(sel)
+    fp = flow_precision(r, flow, sel)
+    for i in range(r.shape[0]):
+        assert fp.base[i].item() == pytest.approx((positive[i] & truth[i]).sum() / positive[i].sum())
+        both = positive[i] & s[i]
+        assert fp.selective[i].item() == pytest.approx((both & truth[i]).sum() / both.sum())
+        assert fp.base_positives[i].item() == positive[i].sum()
+        assert fp.selective_positives[i].item() == both.sum()
+
+
+def test_flow_mask_thresholds_each_frame_at_its_own_std(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    mag = rng.gamma(1.0, size=(3, 6, 7)).astype(np.float32)
+    mag[1] *= 10.0  # a frame with much more motion: a shared threshold would differ
+    monkeypatch.setattr(flow_module, "flow_magnitude", lambda frames: mag)
+    got = flow_mask(np.zeros((3, 6, 7, 3), dtype=np.uint8))
+    expected = np.stack([mag[t] > mag[t].std(ddof=1) for t in range(3)])
+    assert np.array_equal(got, expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# deletion: what each selection removes, read back from a spy model
+# ---------------------------------------------------------------------------------------------
+
+
+class Spy(nn.Module):
+    """A linear model (logit 0 = sum w x, logit 1 = its negative) that keeps every batch."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = weight
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        s = (x * self.weight).sum(dim=(1, 2, 3, 4))
+        return torch.stack([s, -s], dim=1)
+
+
+def deletion_fixture(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    n, c, t, h, w = 3, 2, 5, 6, 6
+    gen = torch.Generator().manual_seed(seed)
+    clips = torch.randn((n, c, t, h, w), generator=gen)  # distinct values: every removal changes the clip
+    weight = torch.randn((1, c, t, h, w), generator=gen)
+    relevance = torch.randn((n, c, t, h, w), generator=gen)
+    mask = torch.zeros((n, t, h, w), dtype=torch.bool)
+    mask[0, 1:3, 2:4, 2:4] = True  # 8 voxels
+    mask[1, :, 0, 0] = True  # 5 voxels
+    return clips, weight, relevance, mask  # clip 2: empty mask
+
+
+def changed_voxels(before: torch.Tensor, after: torch.Tensor) -> np.ndarray:
+    return np.asarray((before != after).any(dim=1))
+
+
+def test_deletion_selections_remove_what_they_say() -> None:
+    clips, weight, relevance, mask = deletion_fixture()
+    spy = Spy(weight)
+    res = deletion_faithfulness(spy, clips, torch.zeros(3, dtype=torch.long), relevance, mask, seed=3, batch_size=16)
+    base, motion, static, random = spy.seen  # one batch per evaluation, in this order
+    assert torch.equal(base, clips)
+    k = np.asarray(mask.sum(dim=(1, 2, 3)))
+    assert res.removed.tolist() == k.tolist()
+    mag = np.abs(np.asarray(relevance)).sum(axis=1)
+    m = np.asarray(mask)
+    for i in range(3):
+        # motion: exactly the mask
+        assert np.array_equal(changed_voxels(clips[i : i + 1], motion[i : i + 1])[0], m[i])
+        # static: the k voxels outside the mask with the largest sum_c |R|
+        allowed = np.where(m[i], -np.inf, mag[i]).ravel()
+        top = np.zeros(allowed.size, dtype=bool)
+        top[np.argsort(-allowed, kind="stable")[: k[i]]] = True
+        assert np.array_equal(changed_voxels(clips[i : i + 1], static[i : i + 1])[0].ravel(), top)
+        # random: k voxels, not the motion voxels nor the static ones
+        chosen = changed_voxels(clips[i : i + 1], random[i : i + 1])[0]
+        assert chosen.sum() == k[i]
+        if k[i] > 0:
+            assert not np.array_equal(chosen, m[i])
+            assert not np.array_equal(chosen.ravel(), top)
+        # removed voxels take the clip's temporal mean at that pixel, per channel
+        for sel in (motion, static, random):
+            diff = changed_voxels(clips[i : i + 1], sel[i : i + 1])[0]
+            mean = clips[i].mean(dim=1, keepdim=True).expand_as(clips[i])
+            assert torch.allclose(sel[i][:, torch.from_numpy(diff)], mean[:, torch.from_numpy(diff)])
+    # the drops are the target logit before minus after
+    logit = lambda x: (x * weight).sum(dim=(1, 2, 3, 4))  # noqa: E731
+    for name, seen in (("motion", motion), ("static", static), ("random", random)):
+        assert torch.allclose(getattr(res, name), logit(clips) - logit(seen), atol=1e-5), name
+    assert res.motion[2] == res.static[2] == res.random[2] == 0.0
+
+
+def test_deletion_random_selection_is_uniform_over_the_clip() -> None:
+    """Over many seeds each voxel is drawn at rate k / voxels, inside the mask as outside."""
+    clips, weight, relevance, mask = deletion_fixture()
+    clips, relevance, mask = clips[:1], relevance[:1], mask[:1]
+    voxels, k, draws = mask[0].numel(), int(mask.sum()), 300
+    counts = np.zeros(voxels)
+    for seed in range(draws):
+        spy = Spy(weight)
+        deletion_faithfulness(spy, clips, torch.zeros(1, dtype=torch.long), relevance, mask, seed=seed)
+        counts += changed_voxels(clips, spy.seen[3])[0].ravel()
+    assert counts.sum() == k * draws
+    rate = k / voxels
+    inside = counts[np.asarray(mask[0]).ravel()].mean() / draws
+    sd = np.sqrt(rate * (1 - rate) / (draws * k))
+    assert abs(inside - rate) < 5 * sd  # the mask's voxels are no more likely than others
+    expected = draws * rate
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < voxels + 6 * np.sqrt(2 * voxels)
+
+
+def test_remove_voxels_leaves_everything_else() -> None:
+    clips, _, _, mask = deletion_fixture()
+    out = remove_voxels(clips, mask)
+    keep = ~mask[:, None].expand_as(clips)
+    assert torch.equal(out[keep], clips[keep])
+    mean = clips.mean(dim=2, keepdim=True).expand_as(clips)
+    assert torch.allclose(out[~keep], mean[~keep])
