@@ -1,4 +1,5 @@
 # The two commands a new user needs: `make demo` and `make test`. Both set everything up.
+# `make lint` (run by `make test`): ruff, and the import contracts of pyproject.toml (lint-imports).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -28,7 +29,8 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint weights browser
 	$(VENV)/bin/python -m pytest -q

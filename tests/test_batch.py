@@ -31,7 +31,7 @@ from motion_relevance.errors import InvalidInputError, OutputError, UnknownNameE
 from motion_relevance.metrics.sparsity import sparsity_ratio
 from motion_relevance.selective import selective_relevance
 from motion_relevance.video import read_video, sample_clips
-from test_batch_model import LABELS, build_tiny, make_dataset, write_clip
+from tiny_models import FRAMES, LABELS, SIZE, build_tiny, make_dataset, write_clip
 
 METHODS = ("saliency", "gradcam")
 
@@ -332,10 +332,10 @@ def test_model_source_builds_presets_builders_and_built_models() -> None:
     built = build_tiny()
     assert ModelSource.of(built).load() is built
     assert not ModelSource.of(built).picklable
-    source = ModelSource.of("test_batch_model:build_tiny")
+    source = ModelSource.of("tiny_models:build_tiny")
     model, spec = source.load()
     assert spec.labels == LABELS and not model.training
-    assert source.describe() == {"name": "test_batch_model:build_tiny", "weights": None, "num_classes": None}
+    assert source.describe() == {"name": "tiny_models:build_tiny", "weights": None, "num_classes": None}
     with pytest.raises(InvalidInputError, match="must give"):
         ModelSource.of(lambda: "not a model").load()
 
@@ -347,7 +347,7 @@ def test_model_source_builds_presets_builders_and_built_models() -> None:
 
 def test_cli_batch(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "store"
-    argv = ["batch", str(dataset), "--model", "test_batch_model:build_tiny", "--method", "saliency,smoothgrad",
+    argv = ["batch", str(dataset), "--model", "tiny_models:build_tiny", "--method", "saliency,smoothgrad",
             "--option", "smoothgrad.samples=2", "--sigma", "0.5", "--out", str(out), "--threads", "1"]
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
@@ -366,11 +366,11 @@ def test_cli_batch(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
         (["--method", "nope"], "unknown method 'nope'"),
         (["--method", "saliency", "--model", "missing-preset"], "unknown model 'missing-preset'"),
         (["--method", "saliency", "--option", "saliency"], "--option must read METHOD.KEY=VALUE"),
-        (["--method", "saliency", "--clip-batch", "0"], "clip_batch must be an integer >= 1"),
+        (["--method", "saliency", "--clip-batch", "0"], "clip_batch must be a positive integer"),
     ],
 )
 def test_cli_batch_bad_input(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
-    argv = ["batch", str(dataset), "--model", "test_batch_model:build_tiny", "--out", str(tmp_path / "s"), *extra]
+    argv = ["batch", str(dataset), "--model", "tiny_models:build_tiny", "--out", str(tmp_path / "s"), *extra]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
@@ -378,7 +378,15 @@ def test_cli_batch_bad_input(dataset: Path, tmp_path: Path, capsys: pytest.Captu
 
 
 def test_cli_batch_missing_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["batch", str(tmp_path / "none.csv"), "--model", "test_batch_model:build_tiny", "--method", "saliency",
+    argv = ["batch", str(tmp_path / "none.csv"), "--model", "tiny_models:build_tiny", "--method", "saliency",
             "--out", str(tmp_path / "s")]
     assert cli.main(argv) == 2
     assert "manifest" in capsys.readouterr().err
+
+
+def test_tiny_builder_is_deterministic() -> None:
+    (a, spec), (b, _) = build_tiny(), build_tiny()
+    x = torch.randn(2, 3, FRAMES, SIZE, SIZE)
+    assert spec.labels == LABELS
+    assert a(x).shape == (2, len(LABELS))
+    assert torch.equal(a(x), b(x))

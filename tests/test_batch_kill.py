@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pytest
 
 from motion_relevance.batch import drop_timing, read_manifest, read_maps, read_results, run_batch
-from test_batch_model import LABELS, write_clip
+from tiny_models import LABELS, write_clip
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
@@ -47,7 +47,7 @@ def _start(manifest: Path, store: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "motion_relevance.cli", "batch", str(manifest), "--model",
-           "test_batch_model:build_tiny", "--method", METHODS, "--out", str(store), "--save-maps",
+           "tiny_models:build_tiny", "--method", METHODS, "--out", str(store), "--save-maps",
            "--threads", "1", "--resume"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -73,7 +73,7 @@ def _kill_when(proc: subprocess.Popen, ready, delay: float, timeout: float = 120
 @pytest.mark.slow
 def test_sigkill_and_resume_give_the_rows_of_an_uninterrupted_run(tmp_path: Path) -> None:
     manifest = _dataset(tmp_path / "videos")
-    reference = run_batch(manifest, tmp_path / "reference", model="test_batch_model:build_tiny",
+    reference = run_batch(manifest, tmp_path / "reference", model="tiny_models:build_tiny",
                           methods=METHODS, save_maps=True, threads=1)
     assert reference.done == VIDEOS and reference.failed == 1
     store = tmp_path / "killed"

@@ -11,12 +11,12 @@ import pytest
 
 from motion_relevance.batch import RayOptions, drop_timing, read_manifest, read_maps, run_batch
 from motion_relevance.errors import MotionRelevanceError
-from test_batch_model import make_dataset
+from tiny_models import make_dataset
 
 ray = pytest.importorskip("ray")
 
 TESTS = Path(__file__).resolve().parent
-MODEL = "test_batch_model:build_tiny"
+MODEL = "tiny_models:build_tiny"
 METHODS = "saliency,gradcam"
 
 
@@ -69,6 +69,6 @@ def test_a_failing_worker_is_one_error_and_keeps_the_store(local_ray, tmp_path: 
     manifest = make_dataset(tmp_path / "videos")
     out = tmp_path / "store"
     with pytest.raises(MotionRelevanceError, match=r"the Ray run failed .*rerun with --resume"):
-        run_batch(manifest, out, model="test_batch_model:build_tiny_outside_ray", methods="saliency",
+        run_batch(manifest, out, model="tiny_models:build_tiny_outside_ray", methods="saliency",
                   engine="ray", ray=RayOptions(workers=1))
     assert (out / "run.json").exists() and not (out / "tmp").exists()

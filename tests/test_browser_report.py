@@ -2,15 +2,11 @@
 
 The slider is moved with key presses, like a user would, and the motion share and mask the
 page computes are compared with Python's ``viewer_stats`` (bit for bit) and with the float32
-``selective_relevance`` pipeline (closely). If Chromium is missing and this runs as root on
-Debian/Ubuntu, the fixture installs it: ``apt-get update && apt-get install -y chromium``.
+``selective_relevance`` pipeline (closely). The ``browser`` fixture is in ``conftest.py``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,38 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
+from chromium import HeadlessChromium
 from motion_relevance.report import explain_video, read_report, viewer_stats
-from motion_relevance.report.browser import HeadlessChromium, find_chromium
-from test_report_pipeline import SPEC, TinyNet, float_path_share
-from test_video_helpers import make_video, moving_square_frames
+from tiny_models import SPEC, TinyNet, float_path_share
+from videos import make_video, moving_square_frames
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 READY = "document.body && document.body.dataset.ready"
-
-
-def _install_chromium() -> str | None:
-    """Install Debian's chromium when possible (root + apt-get); return its path."""
-    if find_chromium() is None and shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run("apt-get update -qq && apt-get install -y -qq chromium", shell=True, env=env,
-                       check=False, timeout=1200, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
-    return find_chromium()
-
-
-@pytest.fixture(scope="module")
-def browser() -> HeadlessChromium:
-    try:
-        import websocket  # noqa: F401
-    except ImportError:
-        pytest.fail("the browser test needs websocket-client: pip install websocket-client")
-    binary = _install_chromium()
-    if binary is None:
-        if shutil.which("apt-get") and os.geteuid() == 0:
-            pytest.fail("could not install chromium with apt-get")
-        pytest.skip("no Chromium and no way to install it here (needs root and apt-get)")
-    with HeadlessChromium(binary=binary, width=1280, height=900, timeout=60) as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

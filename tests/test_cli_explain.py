@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from motion_relevance.cli import main
-from test_video_helpers import (
+from videos import (
     make_audio_only,
     make_corrupt,
     make_raw_video,

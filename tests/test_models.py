@@ -18,7 +18,7 @@ from motion_relevance.errors import InvalidInputError, UnknownNameError, Weights
 from motion_relevance.models import InputSpec, list_models, load_model
 from motion_relevance.models import weights as wts
 from motion_relevance.models.i3d import InceptionI3d, remap_pytorch_i3d_keys, same_padding
-from motion_relevance.models.registry import preset_names
+from motion_relevance.models.registry import fetchable, preset_names
 from motion_relevance.models.torchvision_presets import TokensToVolume
 
 CORE_PRESETS = [
@@ -408,7 +408,7 @@ def test_fetch_refuses_a_source_with_the_wrong_checksum(empty_home: Path, tmp_pa
 
 def test_weights_commands_for_presets_without_fetchable_weights() -> None:
     with pytest.raises(WeightsError, match="no weights to fetch"):
-        wts.fetch("c3d")
+        wts.fetch(fetchable("c3d"))
     with pytest.raises(UnknownNameError, match="i3d-kinetics400"):
         wts.cache_path("nope")
 
@@ -437,3 +437,37 @@ def test_a_deepmind_ckpt_given_as_weights_is_checksummed(tmp_path: Path) -> None
     fake.write_bytes(pickle.dumps({"params": {}}))
     with pytest.raises(WeightsError, match="sha256"):
         load_model("i3d-kinetics400", weights=fake)
+
+
+# ---------------------------------------------------------------------------------------------
+# one record per weights source
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_preset_has_one_weights_record_that_describes_it() -> None:
+    from motion_relevance.models.preset import SOURCES
+    from motion_relevance.models.registry import PRESETS
+
+    available = {i.name: i.weights_available for i in list_models()}
+    for preset in PRESETS.values():
+        w = preset.weights
+        assert w.source in SOURCES and w.licence and w.location, preset.name
+        if w.source == "user":
+            assert w.sha256 is None and not available[preset.name]
+        elif w.source == "cache" or available[preset.name]:  # what loads is pinned by its sha256
+            assert w.sha256 is not None and len(w.sha256) == 64, preset.name
+        spec = w.input_spec()
+        assert spec.num_classes in (None, w.num_classes), preset.name
+        assert w.input_spec(w.num_classes + 1).labels is None
+        module = preset.architecture(w.num_classes)
+        assert preset.head in module.state_dict(), preset.name
+        assert module.state_dict()[preset.head].shape[0] == w.num_classes
+
+
+def test_torchvision_records_point_at_torchvision_s_own_weights() -> None:
+    from torchvision.models import get_model_weights
+
+    from motion_relevance.models import torchvision_presets
+
+    for preset in torchvision_presets.PRESETS:
+        assert preset.weights.location == get_model_weights(preset.name).KINETICS400_V1.url

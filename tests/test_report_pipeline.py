@@ -10,33 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from motion_relevance.attribution import explain
 from motion_relevance.errors import InvalidInputError, OutputError, UnknownNameError
-from motion_relevance.models.spec import InputSpec
 from motion_relevance.report import explain_video, read_report, viewer_stats
-from motion_relevance.report import pipeline as pipeline_module
-from motion_relevance.selective import selective_relevance
-from motion_relevance.video import iter_clips, probe, read_video
-from test_video_helpers import make_video, moving_square_frames
-
-
-class TinyNet(nn.Module):
-    """Two 3-D convolutions, global pooling, 5 classes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv3d(3, 6, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv3d(6, 8, 3, padding=1)
-        self.relu2 = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(8, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x))))).flatten(1))
-
-
-SPEC = InputSpec(frames=8, size=(24, 24), resize=28, labels=("a", "b", "c", "d", "e"), cam_layer="conv2")
+from motion_relevance.runs import steps as steps_module
+from motion_relevance.video import probe, read_video
+from tiny_models import SPEC, TinyNet, float_path_share
+from videos import make_video, moving_square_frames
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +27,6 @@ def tiny() -> nn.Module:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_video(tmp_path_factory.mktemp("video") / "square.mp4", moving_square_frames(20, 36, 48), fps=10)
-
-
-def float_path_share(model: nn.Module, path: Path, target: int, sigma: float) -> float:
-    """Motion share over owned frames, straight from explain + selective_relevance."""
-    kept = total = 0.0
-    for window, frames in iter_clips(path, SPEC):
-        rel = explain(model, SPEC.preprocess(frames), "saliency", target=target, spec=SPEC).relevance
-        sel = selective_relevance(rel, sigma)
-        magnitude = rel[0].abs().sum(0)[window.owned].double()
-        kept += float((magnitude * sel.mask[0, 0, window.owned]).sum())
-        total += float(magnitude.sum())
-    return kept / total
 
 
 def test_outputs_and_numbers(tmp_path: Path, tiny: nn.Module, clip: Path) -> None:
@@ -114,7 +81,7 @@ def test_target_by_label_index_and_range(tmp_path: Path, tiny: nn.Module, clip: 
 
 def test_failure_midway_leaves_nothing(tmp_path: Path, tiny: nn.Module, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    real = pipeline_module.selective_relevance
+    real = steps_module.selective_relevance  # the selective step of every run
 
     def failing(*args: object, **kwargs: object) -> object:
         calls["n"] += 1
@@ -122,7 +89,7 @@ def test_failure_midway_leaves_nothing(tmp_path: Path, tiny: nn.Module, clip: Pa
             raise InvalidInputError("boom")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline_module, "selective_relevance", failing)
+    monkeypatch.setattr(steps_module, "selective_relevance", failing)
     with pytest.raises(InvalidInputError, match="boom"):
         explain_video(clip, tmp_path / "deep" / "out", model=tiny, spec=SPEC)
     assert list(tmp_path.iterdir()) == []  # not even the parent folder it created

@@ -23,7 +23,7 @@ from motion_relevance.video import (
     scaled_size,
     write_video,
 )
-from test_video_helpers import (
+from videos import (
     make_audio_only,
     make_corrupt,
     make_raw_video,
@@ -243,3 +243,13 @@ def test_clip_arguments_are_checked() -> None:
         plan_windows(5, 2, stride=0)
     with pytest.raises(VideoError, match="no frames"):
         list(iter_windows(iter([]), 4))
+
+
+def test_helpers_make_what_they_say(tmp_path: Path) -> None:
+    frames = moving_square_frames(6)
+    assert frames.shape == (6, 48, 64, 3) and frames.dtype == np.uint8
+    assert not np.array_equal(frames[0], frames[1])  # the square moves
+    info = probe(make_video(tmp_path / "a.mp4", frames))
+    assert (info.num_frames, info.height, info.width, info.codec) == (6, 48, 64, "h264")
+    gray = make_raw_video(tmp_path / "g.mov", frames[..., 0], "gray")
+    assert probe(gray).pix_fmt == "gray"

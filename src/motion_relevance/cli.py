@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from motion_relevance.errors import MotionRelevanceError
 
@@ -22,6 +23,43 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise MotionRelevanceError(f"{message} (see `{self.prog} --help`)")
+
+
+class _Bars:
+    """Progress bars for ``runs.Progress`` events, one per task, drawn with tqdm only when
+    stderr is a terminal: a log file gets no cursor-control codes."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.bars: dict[str, Any] = {}
+
+    def show(self, progress: Any) -> None:
+        """The callback for ``runs.Progress`` events."""
+        self.update(progress.task, progress.done, progress.total, progress.unit)
+
+    def update(self, task: str, done: int, total: int | None, unit: str, **postfix: object) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(task)
+        if bar is None:
+            bar = self.bars[task] = tqdm(
+                total=total, initial=done, desc=f"{task:<24s}", unit=unit, position=len(self.bars),
+                leave=True, dynamic_ncols=True,
+            )  # fmt: skip
+        else:
+            bar.update(done - bar.n)
+        if postfix:
+            bar.set_postfix(postfix, refresh=False)
+
+    def __enter__(self) -> _Bars:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        for bar in self.bars.values():
+            bar.leave = kind is None  # an error message is not buried under half-drawn bars
+            bar.close()
 
 
 def _version() -> str:
@@ -85,24 +123,27 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_weights_fetch(args: argparse.Namespace) -> int:
     from motion_relevance.models import weights
+    from motion_relevance.models.registry import fetchable
 
-    path = weights.fetch(args.name, force=args.force, progress=True, source=args.source)
+    path = weights.fetch(fetchable(args.name), force=args.force, progress=True, source=args.source)
     print(f"weights ready: {path}")
     return 0
 
 
 def _cmd_weights_verify(args: argparse.Namespace) -> int:
     from motion_relevance.models import weights
+    from motion_relevance.models.registry import fetchable
 
-    path = weights.verify(args.name)
+    path = weights.verify(fetchable(args.name))
     print(f"ok: {path}")
     return 0
 
 
 def _cmd_weights_path(args: argparse.Namespace) -> int:
     from motion_relevance.models import weights
+    from motion_relevance.models.registry import fetchable
 
-    print(weights.cache_path(args.name))
+    print(weights.cache_path(fetchable(args.name)))
     return 0
 
 
@@ -120,7 +161,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from motion_relevance.report.demo import run_demo
 
-    result = run_demo(args.out, progress=True)
+    with _Bars() as bars:
+        result = run_demo(args.out, progress=bars.show)
     print(f"report: {result}")
     return 0
 
@@ -128,6 +170,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 # explain
 # ---------------------------------------------------------------------------------------------
+
+
+def _add_run_options(p: argparse.ArgumentParser, *, model_help: str, target_help: str) -> None:
+    """The options ``explain`` and ``batch`` share: model, methods, selective settings, target
+    and device, with the same names, choices and defaults."""
+    from motion_relevance.selective import DERIVATIVES, PADDINGS
+
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("--weights", metavar="FILE", help="checkpoint for the model (or 'random')")
+    p.add_argument("--num-classes", type=int, metavar="N", help="classifier size when it differs from the preset's")
+    p.add_argument("--method", required=True,
+                   help="explanation method(s), comma separated, any case (see `motion-relevance methods`)")
+    p.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="a method option, e.g. integrated_gradients.n_steps=16 (VALUE read as JSON when it parses; repeatable)")
+    p.add_argument("--sigma", type=float, default=1.0, help="selective threshold in std of the temporal derivative (default: 1)")
+    p.add_argument("--padding", choices=PADDINGS, default=PADDINGS[0], help="edge rule of the temporal derivative")
+    p.add_argument("--derivative", choices=DERIVATIVES, default=DERIVATIVES[0],
+                   help="two-sided (abs) or one-sided (signed) derivative")
+    p.add_argument("--target", default="auto", help=target_help)
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
 
 
 def _add_explain(sub: argparse._SubParsersAction) -> None:
@@ -139,19 +201,13 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         "DIR/summary.json. Long videos are explained window by window in bounded memory.",
     )
     p.add_argument("video", help="video file (mp4, avi, mkv, webm, gif, ...)")
-    p.add_argument("--model", required=True, help="model preset (see `motion-relevance models`)")
-    p.add_argument("--weights", metavar="FILE", help="checkpoint for the model (or 'random')")
-    p.add_argument("--method", required=True, help="explanation method(s), comma separated (see `motion-relevance methods`)")
-    p.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
-                   help="a method option, e.g. integrated_gradients.n_steps=16 (repeatable)")
-    p.add_argument("--sigma", type=float, default=1.0, help="selective threshold in std of the temporal derivative (default: 1)")
-    p.add_argument("--target", default="auto", help="class to explain: auto (the top prediction), an index or a label")
+    _add_run_options(p, model_help="model preset (see `motion-relevance models`)",
+                     target_help="class to explain: auto (the top prediction), an index or a label")
     p.add_argument("--start", type=float, metavar="SEC", help="first second of the video to explain")
     p.add_argument("--end", type=float, metavar="SEC", help="second at which to stop")
     p.add_argument("--stride", type=int, metavar="FRAMES", help="frames between window starts (default: the clip length)")
     p.add_argument("--max-side", type=int, default=1280, metavar="PX",
                    help="downscale frames whose longer side exceeds PX while decoding (default: 1280)")
-    p.add_argument("--padding", choices=("replicate", "zeros"), default="replicate", help="edge rule of the temporal derivative")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; an earlier output is replaced)")
     p.set_defaults(func=_cmd_explain)
 
@@ -159,22 +215,26 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from motion_relevance.report.pipeline import explain_video
 
-    result = explain_video(
-        args.video,
-        args.out,
-        model=args.model,
-        weights=args.weights,
-        methods=args.method,
-        sigma=args.sigma,
-        target=args.target,
-        start=args.start,
-        end=args.end,
-        stride=args.stride,
-        max_side=args.max_side,
-        method_options=_method_options(args.option),
-        padding=args.padding,
-        progress=True,
-    )
+    with _Bars() as bars:
+        result = explain_video(
+            args.video,
+            args.out,
+            model=args.model,
+            weights=args.weights,
+            num_classes=args.num_classes,
+            methods=args.method,
+            sigma=args.sigma,
+            target=args.target,
+            start=args.start,
+            end=args.end,
+            stride=args.stride,
+            max_side=args.max_side,
+            method_options=_method_options(args.option),
+            padding=args.padding,
+            derivative=args.derivative,
+            device=args.device,
+            progress=bars.show,
+        )
     top = result.predictions[0]
     print(f"prediction: {top.label or top.index} ({100 * top.probability:.1f}%); explained class: {result.target_label or result.target}")
     for m in result.methods:
@@ -197,26 +257,17 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
         "maps to STORE. Interrupted runs continue with --resume.",
     )
     p.add_argument("manifest", help="CSV or JSONL file with a 'path' column (and optionally 'label')")
-    p.add_argument("--model", required=True, help="model preset, or 'package.module:function' returning (module, InputSpec)")
-    p.add_argument("--weights", help="checkpoint file for the model (or 'random')")
-    p.add_argument("--num-classes", type=int, help="classifier size when it differs from the preset's")
-    p.add_argument("--method", required=True, help="explanation method(s), comma separated")
-    p.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
-                   help="a method option (VALUE read as JSON when it parses), repeatable")
-    p.add_argument("--sigma", type=float, default=1.0, help="selective threshold in std of the temporal derivative (default: 1)")
-    p.add_argument("--padding", choices=("replicate", "zeros"), default="replicate", help="edge rule of the temporal derivative")
-    p.add_argument("--derivative", choices=("abs", "signed"), default="abs", help="two-sided (abs) or one-sided (signed) derivative")
+    _add_run_options(p, model_help="model preset, or 'package.module:function' returning (module, InputSpec)",
+                     target_help="class to explain: auto (the top prediction) or label (the manifest's)")
     p.add_argument("--out", required=True, help="result store folder")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="run here, or on Ray (default: local)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, skipping finished videos")
     p.add_argument("--retry-failed", action="store_true", help="with --resume, also redo videos that ended with an error")
     p.add_argument("--save-maps", action="store_true", help="also store relevance and motion maps (Zarr, float16)")
     p.add_argument("--stride", type=int, help="frames between clip starts (default: the clip length)")
-    p.add_argument("--target", choices=("predicted", "label"), default="predicted", help="explain the predicted class or the manifest's label")
     p.add_argument("--pad-short", action="store_true", help="loop-pad videos shorter than one clip instead of failing them")
     p.add_argument("--seed", type=int, default=0, help="seed of random methods (SmoothGrad)")
     p.add_argument("--clip-batch", type=int, default=8, help="clips per explain call (default: 8)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--threads", type=int, help="torch CPU threads per process or worker")
     ray = p.add_argument_group("ray engine")
     ray.add_argument("--ray-address", help="Ray cluster to join: 'auto', 'ray://HEAD:10001' (default: start a local Ray)")
@@ -255,18 +306,13 @@ def _quiet_ray_data() -> None:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from motion_relevance.batch import BatchProgress, RayOptions, run_batch
 
-    bar: list[tqdm] = []
+    bars = _Bars()
 
     def show(progress: BatchProgress) -> None:
-        if not bar:
-            bar.append(tqdm(total=progress.total, initial=progress.skipped, unit="video", dynamic_ncols=True))
-            return
-        bar[0].update(1)
-        bar[0].set_postfix(failed=progress.failed, refresh=False)
+        finished = progress.done + progress.failed + progress.skipped
+        bars.update("videos", finished, progress.total, "video", failed=progress.failed)
 
     ray = None
     if args.engine == "ray":
@@ -278,7 +324,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             cpus_per_worker=args.cpus_per_worker,
             gpus_per_worker=args.gpus_per_worker,
         )
-    try:
+    with bars:
         result = run_batch(
             args.manifest,
             args.out,
@@ -304,9 +350,6 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             callback=show,
         )
-    finally:
-        if bar:
-            bar[0].close()
     print(
         f"done {result.done}, failed {result.failed}, skipped {result.skipped} "
         f"of {result.total} videos ({result.clips} clip rows) in {result.seconds:.1f} s -> {result.store}"

@@ -18,9 +18,8 @@ from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr import GuidedBackprop, GuidedGradCam, LayerAttribution, LayerGradCam
 from torch import nn
 
-from motion_relevance.attribution.gradient import _RELU_HOOK_WARNING, leaf
-from motion_relevance.attribution.registry import Method, Option, boolean, register
-from motion_relevance.attribution.run import Attribution, Run
+from motion_relevance.attribution.method import Method, Option, boolean
+from motion_relevance.attribution.run import RELU_HOOK_WARNING, Attribution, Run, leaf
 from motion_relevance.attribution.structure import model_structure
 from motion_relevance.errors import InvalidInputError, UnknownNameError
 from motion_relevance.models.spec import InputSpec
@@ -97,7 +96,7 @@ def _gradcam(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
 
 def _guided_gradcam(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_RELU_HOOK_WARNING)
+        warnings.filterwarnings("ignore", message=RELU_HOOK_WARNING)
         if run.spec is None or run.spec.cam_reshape is None:
             scorer = run.scorer(select=True)
             layer = run.model.get_submodule(opts["layer"])
@@ -120,7 +119,8 @@ _LAYER = Option(
     shown_default="spec.cam_layer, else the last Conv3d with more than one output time step",
 )
 
-register(
+#: The methods of this module, in the order ``list_methods`` shows them.
+METHODS: tuple[Method, ...] = (
     Method(
         "gradcam",
         "Grad-CAM at a 3-D layer, upsampled trilinearly to the clip",
@@ -128,9 +128,7 @@ register(
         (_LAYER, Option("relu", True, "apply ReLU to the map; False returns the raw signed map", boolean)),
         kind="cam",
         finalize=_finalize,
-    )
-)
-register(
+    ),
     Method(
         "guided_gradcam",
         "guided backpropagation times the (ReLU) Grad-CAM map upsampled trilinearly",
@@ -138,5 +136,5 @@ register(
         (_LAYER,),
         kind="cam",
         finalize=_finalize,
-    )
+    ),
 )

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from motion_relevance.attribution.method import describe
 from motion_relevance.attribution.pooling import check_ties, tie_sharing_pools
-from motion_relevance.attribution.registry import describe, get_method
+from motion_relevance.attribution.registry import get_method
 from motion_relevance.attribution.run import Run, model_guard
 from motion_relevance.errors import InvalidInputError, UnknownNameError
 from motion_relevance.models.spec import InputSpec

@@ -23,26 +23,16 @@ from captum.attr import (
     Saliency,
 )
 
-from motion_relevance.attribution.registry import (
+from motion_relevance.attribution.method import (
     Method,
     Option,
     finite_float,
     non_negative_float,
     positive_int,
-    register,
     triple,
 )
-from motion_relevance.attribution.run import Attribution, Run
+from motion_relevance.attribution.run import RELU_HOOK_WARNING, Attribution, Run, leaf
 from motion_relevance.errors import InvalidInputError
-
-# Captum warns on every call that it hooks ReLUs; the hooks are removed by Captum (and by our
-# model guard), so the warning is noise for our users.
-_RELU_HOOK_WARNING = "Setting backward hooks on ReLU activations"
-
-
-def leaf(x: torch.Tensor) -> torch.Tensor:
-    """``x`` as a fresh leaf that requires grad (Captum then leaves it be)."""
-    return x.detach().requires_grad_(True)
 
 
 def _saliency(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
@@ -60,7 +50,7 @@ def _relu_rule(method: type[GuidedBackprop] | type[Deconvolution], run: Run, x: 
     """Captum's ReLU-hook methods, with its hook warning silenced (we restore the model)."""
     scorer = run.scorer(select=True)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_RELU_HOOK_WARNING)
+        warnings.filterwarnings("ignore", message=RELU_HOOK_WARNING)
         relevance = method(scorer).attribute(leaf(x))
     return scorer.result(relevance)
 
@@ -172,9 +162,10 @@ def _check_baseline(name: str, value: Any) -> Any:
     raise InvalidInputError(f"option {name} must be 'zeros', a number or a tensor, got {value!r}")
 
 
-register(Method("saliency", "gradient of the target logit w.r.t. the clip (signed)", _saliency))
-register(Method("input_x_gradient", "clip times the gradient of the target logit", _input_x_gradient))
-register(
+#: The methods of this module, in the order ``list_methods`` shows them.
+METHODS: tuple[Method, ...] = (
+    Method("saliency", "gradient of the target logit w.r.t. the clip (signed)", _saliency),
+    Method("input_x_gradient", "clip times the gradient of the target logit", _input_x_gradient),
     Method(
         "integrated_gradients",
         "gradients integrated on the straight path from a baseline to the clip (Gauss-Legendre)",
@@ -184,9 +175,7 @@ register(
             Option("baseline", "zeros", "'zeros', a number, or a tensor broadcastable to a clip", _check_baseline),
         ),
         multi_pass=True,
-    )
-)
-register(
+    ),
     Method(
         "smoothgrad",
         "gradient averaged over noisy copies of the clip (SmoothGrad, signed)",
@@ -201,23 +190,17 @@ register(
             ),
         ),
         multi_pass=True,
-    )
-)
-register(
+    ),
     Method(
         "guided_backprop",
         "gradient with negative gradients stopped at every nn.ReLU (guided backpropagation)",
         _guided_backprop,
-    )
-)
-register(
+    ),
     Method(
         "deconvolution",
         "gradient with ReLUs applied to the backward signal (DeconvNet)",
         _deconvolution,
-    )
-)
-register(
+    ),
     Method(
         "occlusion",
         "drop in the target logit when a 3-D window of the clip is replaced by a fill value",
@@ -229,5 +212,5 @@ register(
         ),
         multi_pass=True,
         kind="perturbation",
-    )
+    ),
 )

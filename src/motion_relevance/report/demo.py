@@ -14,6 +14,7 @@ from pathlib import Path
 
 from motion_relevance.errors import VideoError
 from motion_relevance.report.pipeline import explain_video
+from motion_relevance.runs import ProgressCallback
 
 DEMO_CLIP = "big_buck_bunny_stretch.mp4"
 DEMO_MODEL = "i3d-kinetics400"
@@ -40,8 +41,9 @@ def demo_clip() -> Path:
     )
 
 
-def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *, progress: bool = False) -> Path:
-    """Run the demo into ``out_dir`` and return the path of its ``report.html``."""
+def run_demo(out_dir: str | os.PathLike[str] = "demo-output", *, progress: ProgressCallback | None = None) -> Path:
+    """Run the demo into ``out_dir`` and return the path of its ``report.html``; ``progress``
+    receives ``runs.Progress`` events."""
     result = explain_video(
         demo_clip(),
         out_dir,

@@ -1,13 +1,12 @@
-"""Video in, explanations out: the pipeline behind ``motion-relevance explain`` and the demo.
+"""Video in, explanations out: the files behind ``motion-relevance explain`` and the demo.
 
-``explain_video`` reads a video window by window (``motion_relevance.video.iter_clips``), so
-memory does not grow with the video's length:
+``explain_video`` runs the video through the orchestration layer (``runs.video``: predict,
+then explain and split window by window, in bounded memory) and renders what it yields:
 
-1. *predict*: one forward pass per window; the video's class probabilities are the mean of
-   the windows' softmax; ``target="auto"`` explains the top class;
-2. *explain*: per window and method, ``explain`` -> ``selective_relevance`` -> overlays
-   streamed into ``<method>.mp4`` (frame | base explanation | motion part), the report's
-   quantised data, the filmstrip's sampled cells and the running motion-share sums;
+1. *predict*: ``runs.video.predict_video``; ``target="auto"`` explains the top class;
+2. *explain*: per window and method, the step's overlays are streamed into ``<method>.mp4``
+   (frame | base explanation | motion part), the report's quantised data and the filmstrip's
+   sampled cells;
 3. *write*: ``report.html``, ``filmstrip.png`` and ``summary.json``.
 
 Everything is written into a hidden temporary folder beside ``out`` that is renamed to
@@ -22,7 +21,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,15 +31,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from motion_relevance.errors import InvalidInputError, UnknownNameError
+from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.spec import InputSpec
 from motion_relevance.report.filmstrip import sample_columns, write_filmstrip
 from motion_relevance.report.html import ReportWriter
 from motion_relevance.report.outdir import StagedDir
 from motion_relevance.report.overlay import label, overlay
-from motion_relevance.report.viewer import ViewerWindow, check_sigma, quantise_window
-from motion_relevance.selective import PADDINGS, selective_relevance
-from motion_relevance.video import ClipWindow, VideoWriter, iter_clips, probe
+from motion_relevance.report.viewer import ViewerWindow, quantise_window
+from motion_relevance.runs import (
+    MethodTotals,
+    ProgressCallback,
+    Step,
+    VideoPrediction,
+    VideoRequest,
+    VideoRun,
+    explain_windows,
+    is_auto,
+    label_name,
+    parse_methods,
+    predict_video,
+    resolve_target,
+)
+from motion_relevance.video import ClipWindow, VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +70,7 @@ DEFINITIONS = {
     "sparsity": "non-zero voxels of the motion part / non-zero voxels of the base explanation",
     "mask_fraction": "fraction of voxels inside the motion mask (|temporal derivative| > sigma * std)",
     "seconds": "wall-clock seconds spent in the base method and the selective step for this method",
+    "seconds_selective": "wall-clock seconds spent in the selective step alone for this method",
 }
 
 
@@ -82,6 +95,7 @@ class MethodSummary:
     seconds: float
     video: str
     options: dict[str, Any] = field(default_factory=dict)
+    seconds_selective: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,40 +119,6 @@ class ExplainResult:
 # ------------------------------------------------------------------------------------- helpers
 
 
-def parse_methods(methods: str | Sequence[str]) -> list[str]:
-    """``"a,b"`` or ``["a", "b"]`` -> known method names, in order, without duplicates."""
-    from motion_relevance.attribution import list_methods
-
-    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods)]
-    names = list(dict.fromkeys(n for n in names if n))
-    if not names:
-        raise InvalidInputError("give at least one explanation method (see `motion-relevance methods`)")
-    known = [info.name for info in list_methods()]
-    for name in names:
-        if name not in known:
-            raise UnknownNameError(f"unknown method {name!r}; known methods: {', '.join(known)}")
-    return names
-
-
-def resolve_target(target: int | str | None, spec: InputSpec, num_classes: int, probabilities: np.ndarray) -> int:
-    """``None``/``"auto"``: the top class; an int (or digits); otherwise a label name."""
-    if target is None or (isinstance(target, str) and target.strip().lower() == "auto"):
-        return int(np.argmax(probabilities))
-    if isinstance(target, str) and target.strip().lstrip("-").isdigit():
-        target = int(target.strip())
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer, str)):
-        raise InvalidInputError(f"target must be 'auto', a class index or a label, got {target!r}")
-    if isinstance(target, str):
-        return spec.label_index(target)
-    if not 0 <= int(target) < num_classes:
-        raise InvalidInputError(f"target class {target} is out of range: the model has {num_classes} classes (0..{num_classes - 1})")
-    return int(target)
-
-
-def _label(spec: InputSpec, index: int) -> str | None:
-    return spec.labels[index] if spec.labels is not None and index < len(spec.labels) else None
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value if not (isinstance(value, float) and not math.isfinite(value)) else None
@@ -149,98 +129,32 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _bars(progress: bool, names: Sequence[str], total: int | None, initial: int = 0) -> list[Any]:
-    if not progress:
-        return []
-    from tqdm.auto import tqdm
-
-    return [
-        tqdm(total=total, initial=initial, desc=f"{name:<24s}", unit="window", position=i, leave=True)
-        for i, name in enumerate(names)
-    ]
-
-
-def _close_bars(bars: Sequence[Any], *, leave: bool = True) -> None:
-    for bar in bars:
-        bar.leave = leave and bar.leave
-        bar.close()
-
-
 def _scale_box(box: tuple[float, float, float, float], f: float) -> tuple[float, float, float, float]:
     return (box[0] * f, box[1] * f, box[2] * f, box[3] * f)
 
 
-def _is_auto(target: int | str | None) -> bool:
-    return target is None or (isinstance(target, str) and target.strip().lower() == "auto")
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What to explain and how: the settings every phase shares."""
-
-    path: Path
-    module: nn.Module
-    spec: InputSpec
-    model_name: str
-    weights: str | None
-    methods: tuple[str, ...]
-    options: dict[str, dict[str, Any]]
-    sigma: float
-    target: int | str | None
-    start: float | None
-    end: float | None
-    stride: int | None
-    max_side: int | None
-    padding: str
-    progress: bool
-
-    def clips(self, *, quiet: bool = False) -> Iterator[tuple[ClipWindow, np.ndarray]]:
-        return iter_clips(
-            self.path, self.spec, stride=self.stride, start=self.start, end=self.end,
-            max_side=self.max_side, quiet=quiet,
-        )  # fmt: skip
-
-    @property
-    def device(self) -> torch.device:
-        p = next(self.module.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
-
-
 @dataclass
-class _MethodState:
-    """Running numbers and open outputs of one method while the windows stream by."""
+class _MethodOutput:
+    """The open outputs of one method while the windows stream by."""
 
-    name: str
+    totals: MethodTotals
     options: dict[str, Any]
     writer: VideoWriter
-    seconds: float = 0.0
-    kept: float = 0.0
-    total: float = 0.0
-    nonzero_base: int = 0
-    nonzero_motion: int = 0
-    mask_voxels: int = 0
-    voxels: int = 0
     cells: dict[str, list[np.ndarray]] = field(default_factory=lambda: {"base": [], "motion": [], "static": []})
 
     def summary(self, sigma: float) -> MethodSummary:
+        t = self.totals
         return MethodSummary(
-            name=self.name,
-            motion_share=self.kept / self.total if self.total > 0 else 0.0,
-            sparsity=self.nonzero_motion / self.nonzero_base if self.nonzero_base else None,
-            mask_fraction=self.mask_voxels / max(1, self.voxels),
+            name=t.name,
+            motion_share=t.motion_share,
+            sparsity=t.sparsity,
+            mask_fraction=t.mask_fraction,
             sigma=sigma,
-            seconds=self.seconds,
+            seconds=t.seconds,
             video=self.writer.path.name,
             options=_jsonable(self.options),
+            seconds_selective=t.seconds_selective,
         )
-
-
-@dataclass(frozen=True)
-class _Prediction:
-    probabilities: np.ndarray
-    windows: tuple[ClipWindow, ...]
-    frame_size: tuple[int, int]
-    seconds: float
 
 
 # ------------------------------------------------------------------------------------ pipeline
@@ -253,6 +167,7 @@ def explain_video(
     model: str | nn.Module,
     spec: InputSpec | None = None,
     weights: str | os.PathLike[str] | None = None,
+    num_classes: int | None = None,
     methods: str | Sequence[str] = ("saliency",),
     sigma: float = 1.0,
     target: int | str | None = None,
@@ -262,91 +177,52 @@ def explain_video(
     max_side: int | None = MAX_SIDE,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     padding: str = "replicate",
-    progress: bool = False,
+    derivative: str = "abs",
+    device: str | torch.device | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ExplainResult:
     """Explain ``video`` with each of ``methods`` and write the report folder ``out``.
 
-    ``model``: a preset name (loaded with ``weights``) or an ``nn.Module`` with its ``spec``.
-    ``target``: None/"auto" (the video's top class), a class index or a label name.
-    ``start``/``end``: seconds; ``stride``: frames between window starts (default and
+    ``model``: a preset name (loaded with ``weights`` and ``num_classes``) or an ``nn.Module``
+    with its ``spec``. ``target``: None/"auto" (the video's top class), a class index or a label
+    name. ``start``/``end``: seconds; ``stride``: frames between window starts (default and
     maximum: the window length). ``max_side``: larger frames are downscaled while decoding.
     ``method_options``: per-method options, e.g. ``{"integrated_gradients": {"n_steps": 16}}``.
-    ``progress``: show tqdm bars per method and window (the CLI does).
+    ``device``: None runs a preset on CUDA when available (a given module where it is).
+    ``progress``: called with ``runs.Progress`` events (the CLI draws bars from them).
     """
     started = time.perf_counter()
-    names = parse_methods(methods)
-    sigma = check_sigma(sigma)
-    if padding not in PADDINGS:
-        raise InvalidInputError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
-    unknown = set(method_options or {}) - set(names)
-    if unknown:
-        raise InvalidInputError(f"options given for methods that are not run: {', '.join(sorted(unknown))}")
-    options = {name: dict((method_options or {}).get(name, {})) for name in names}
-    info = probe(video, count_frames=False)  # a bad video fails here, before any heavy work
-    staged = StagedDir(out)  # and so does an output folder that cannot be written
+    if derivative != "abs":
+        raise InvalidInputError(
+            f"the report's sigma slider needs derivative='abs', got {derivative!r}; the one-sided "
+            "variant is available in the library (selective_relevance) and in `motion-relevance batch`"
+        )
+    request = VideoRequest.check(
+        video, model=model, spec=spec, weights=weights, num_classes=num_classes, methods=methods,
+        method_options=method_options, sigma=sigma, padding=padding, derivative=derivative,
+        target=target, start=start, end=end, stride=stride, max_side=max_side, device=device,
+    )  # fmt: skip
+    staged = StagedDir(out)  # an output folder that cannot be written fails before the model loads
     try:
-        if isinstance(model, str):
-            from motion_relevance.models import load_model
-
-            module, spec = load_model(model, weights=None if weights is None else str(weights))
-            model_name = model
-        else:
-            spec = spec if spec is not None else getattr(model, "input_spec", None)
-            if not isinstance(model, nn.Module) or not isinstance(spec, InputSpec):
-                raise InvalidInputError("give a model preset name, or an nn.Module together with its InputSpec")
-            module, model_name = model, type(model).__name__
-        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= spec.frames):
-            raise InvalidInputError(f"stride must be between 1 and the clip length {spec.frames}, got {stride!r}")
-        if spec.num_classes is not None and not _is_auto(target):
-            resolve_target(target, spec, spec.num_classes, np.zeros(spec.num_classes))  # fail early
-        job = _Job(
-            info.path, module, spec, model_name, None if weights is None else str(weights), tuple(names),
-            options, sigma, target, start, end, stride, max_side, padding, progress,
-        )  # fmt: skip
-        prediction = _predict(job)
-        return _explain_and_write(job, prediction, staged, info.fps, started)
+        run = request.load()
+        prediction = predict_video(run, progress)
+        return _explain_and_write(run, prediction, staged, started, progress)
     except BaseException:
         staged.abort()
         raise
 
 
-def _predict(job: _Job) -> _Prediction:
-    """Pass 1: the video's class probabilities (mean softmax of its windows) and its windows."""
-    t0 = time.perf_counter()
-    prob_sum: np.ndarray | None = None
-    windows: list[ClipWindow] = []
-    size = (0, 0)
-    bars: list[Any] = []  # made after the first window, so early errors stay one clean line
-    try:
-        with torch.no_grad():
-            for window, frames in job.clips():
-                logits = job.module(job.spec.preprocess(frames).to(job.device))
-                if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-                    raise InvalidInputError("the model must return logits shaped (N, classes)")
-                p = torch.softmax(logits.double(), dim=1)[0].cpu().numpy()
-                prob_sum = p if prob_sum is None else prob_sum + p
-                windows.append(window)
-                size = (int(frames.shape[1]), int(frames.shape[2]))
-                if not bars:
-                    bars = _bars(job.progress, ["predict"], None, initial=1)
-                else:
-                    bars[0].update(1)
-    except BaseException:
-        _close_bars(bars, leave=False)
-        raise
-    _close_bars(bars)
-    assert prob_sum is not None  # iter_clips raises on a video without frames
-    return _Prediction(prob_sum / len(windows), tuple(windows), size, time.perf_counter() - t0)
-
-
-def _explain_and_write(job: _Job, pred: _Prediction, staged: StagedDir, fps: float, started: float) -> ExplainResult:
+def _explain_and_write(
+    run: VideoRun, pred: VideoPrediction, staged: StagedDir, started: float, progress: ProgressCallback | None
+) -> ExplainResult:
     """Pass 2 (explain, render, stream) and the final files; commits ``staged``."""
-    from motion_relevance.attribution import explain
-
-    spec = job.spec
-    target = resolve_target(job.target, spec, len(pred.probabilities), pred.probabilities)
+    request, spec = run.request, run.spec
+    fps = request.info.fps
+    sigma = request.settings.sigma
+    model_name = request.source.name
+    target = resolve_target(request.target, spec, len(pred.probabilities), pred.probabilities)
     order = np.argsort(-pred.probabilities, kind="stable")[:TOP_K]
-    predictions = tuple(Prediction(int(i), _label(spec, int(i)), float(pred.probabilities[i])) for i in order)
+    predictions = tuple(Prediction(int(i), label_name(spec, int(i)), float(pred.probabilities[i])) for i in order)
     num_frames = sum(w.num_owned for w in pred.windows)
     if num_frames > LONG_REPORT_FRAMES:
         log.warning(
@@ -360,63 +236,57 @@ def _explain_and_write(job: _Job, pred: _Prediction, staged: StagedDir, fps: flo
     columns = sample_columns(num_frames, FILMSTRIP_COLUMNS)
     cell_f = FILMSTRIP_CELL / height
     cell_size = (max(1, round(width * cell_f)), FILMSTRIP_CELL)  # (w, h) for OpenCV
-    target_tensor = torch.tensor([target])
 
-    report = ReportWriter(staged.path / ".parts", job.methods, frame_size=(height, width), map_size=spec.size, crop_box=box)
-    states = [_MethodState(m, job.options[m], VideoWriter(staged.path / f"{m}.mp4", fps=fps)) for m in job.methods]
+    report = ReportWriter(staged.path / ".parts", request.methods, frame_size=(height, width), map_size=spec.size, crop_box=box)
+    outputs = {
+        m: _MethodOutput(MethodTotals(m), request.options[m], VideoWriter(staged.path / f"{m}.mp4", fps=fps))
+        for m in request.methods
+    }
     frame_cells: list[np.ndarray] = []
     column_titles: list[str] = []
-    bars = _bars(job.progress, job.methods, len(pred.windows))
     position = 0  # report frames written so far
     t0 = time.perf_counter()
     try:
-        for window, frames in job.clips(quiet=True):  # the pass-1 warnings are not repeated
-            clip = spec.preprocess(frames).to(job.device)
+        totals = {m: o.totals for m, o in outputs.items()}
+        for item in explain_windows(run, target, totals, progress, num_windows=len(pred.windows)):
+            window, frames = item.window, item.frames
             owned = frames[window.owned]
             picked = [c - position for c in columns if position <= c < position + window.num_owned]
             small = [cv2.resize(owned[p], cell_size, interpolation=cv2.INTER_AREA) for p in picked]
             frame_cells += small
             column_titles += [f"t = {window.owned_indices[p] / fps:.2f} s" for p in picked]
             report.add_frames(owned)
-            for i, state in enumerate(states):
-                t = time.perf_counter()
-                expl = explain(job.module, clip, state.name, target=target_tensor, spec=spec, **state.options)
-                sel = selective_relevance(expl.relevance, job.sigma, padding=job.padding)  # type: ignore[arg-type]
-                state.seconds += time.perf_counter() - t
-                report.add_window(state.name, _render_window(expl.relevance, sel, window, owned, small, picked, box, cell_f, state, job.sigma))
-                if bars:
-                    bars[i].update(1)
+            for name, step in item.steps.items():
+                report.add_window(name, _render_window(step, window, owned, small, picked, box, cell_f, outputs[name], sigma))
             position += window.num_owned
         explain_seconds = time.perf_counter() - t0
-        for state in states:
-            state.writer.close()
+        for output in outputs.values():
+            output.writer.close()
     except BaseException:
-        _close_bars(bars, leave=False)
-        for state in states:
-            state.writer.abort()
+        for output in outputs.values():
+            output.writer.abort()
         report.discard()
         raise
-    _close_bars(bars)
 
-    summaries = tuple(state.summary(job.sigma) for state in states)
-    target_label = _label(spec, target)
-    title = f"{job.path.name} · {job.model_name} · class {target_label or target} · σ = {job.sigma:g}"
+    summaries = tuple(output.summary(sigma) for output in outputs.values())
+    target_label = label_name(spec, target)
+    title = f"{run.path.name} · {model_name} · class {target_label or target} · σ = {sigma:g}"
     rows: list[tuple[str, list[np.ndarray]]] = [("frames", frame_cells)]
-    for s in states:
-        rows += [(f"{s.name}\nbase", s.cells["base"]), ("motion part", s.cells["motion"]), ("static part", s.cells["static"])]
+    for name, o in outputs.items():
+        rows += [(f"{name}\nbase", o.cells["base"]), ("motion part", o.cells["motion"]), ("static part", o.cells["static"])]
     filmstrip = write_filmstrip(staged.path / "filmstrip.png", rows, column_titles, title=title)
 
     first_index = pred.windows[0].owned_indices[0]
-    video_meta = {"name": job.path.name, "fps": fps, "frames": num_frames, "first_index": first_index, "width": width, "height": height}
+    video_meta = {"name": run.path.name, "fps": fps, "frames": num_frames, "first_index": first_index, "width": width, "height": height}
     prediction_rows = [{"rank": r + 1, "index": p.index, "label": p.label, "probability": p.probability} for r, p in enumerate(predictions)]
     report.write(
         staged.path / "report.html",
         {
-            "title": f"{job.path.name} — {job.model_name}",
-            "sigma": job.sigma,
+            "title": f"{run.path.name} — {model_name}",
+            "sigma": sigma,
             "first_index": first_index,
             "video": video_meta,
-            "model": job.model_name,
+            "model": model_name,
             "target": {"index": target, "label": target_label},
             "predictions": prediction_rows,
             "methods": {m.name: {"motion_share": m.motion_share, "seconds": m.seconds} for m in summaries},
@@ -426,18 +296,26 @@ def _explain_and_write(job: _Job, pred: _Prediction, staged: StagedDir, fps: flo
     summary = {
         "video": {
             **video_meta,
-            "path": str(job.path),
-            "start": job.start,
-            "end": job.end,
+            "path": str(run.path),
+            "start": request.start,
+            "end": request.end,
             "windows": len(pred.windows),
             "window_frames": pred.windows[0].length,
             "loop_padded": pred.windows[0].padded,
         },
-        "model": {"name": job.model_name, "weights": job.weights, "input_frames": spec.frames, "input_size": list(spec.size)},
-        "target": {"index": target, "label": target_label, "chosen": "auto" if _is_auto(job.target) else "given"},
+        "model": {
+            "name": model_name,
+            "weights": request.source.weights,
+            "num_classes": request.source.num_classes,
+            "input_frames": spec.frames,
+            "input_size": list(spec.size),
+            "device": str(request.device),
+        },
+        "target": {"index": target, "label": target_label, "chosen": "auto" if is_auto(request.target) else "given"},
         "predictions": prediction_rows,
-        "sigma": job.sigma,
-        "padding": job.padding,
+        "sigma": sigma,
+        "padding": request.settings.padding,
+        "derivative": request.settings.derivative,
         "methods": {m.name: {k: v for k, v in asdict(m).items() if k != "name"} for m in summaries},
         "seconds": seconds,
         "files": {"report": "report.html", "filmstrip": filmstrip.name, "videos": {m.name: m.video for m in summaries}},
@@ -463,37 +341,30 @@ def _explain_and_write(job: _Job, pred: _Prediction, staged: StagedDir, fps: flo
 
 
 def _render_window(
-    relevance: torch.Tensor, sel: Any, window: ClipWindow, owned: np.ndarray, small: list[np.ndarray],
-    picked: list[int], box: tuple[float, float, float, float], cell_f: float, state: _MethodState, sigma: float,
+    step: Step, window: ClipWindow, owned: np.ndarray, small: list[np.ndarray], picked: list[int],
+    box: tuple[float, float, float, float], cell_f: float, output: _MethodOutput, sigma: float,
 ) -> ViewerWindow:
-    """Add one window of one method to the running numbers, the video and the filmstrip cells;
-    return its quantised data for the report."""
-    rel = relevance[0].detach().float().cpu()  # (C, T, h, w)
-    mask = sel.mask[0, 0, window.owned].cpu()
-    magnitude = rel.abs().sum(0)[window.owned].double()
-    state.kept += float((magnitude * mask).sum())
-    state.total += float(magnitude.sum())
-    state.nonzero_base += int((magnitude > 0).sum())
-    state.nonzero_motion += int(((magnitude > 0) & mask).sum())
-    state.mask_voxels += int(mask.sum())
-    state.voxels += mask.numel()
-
-    viewer = quantise_window(rel, sel.temporal_gradient[0], window)
+    """Draw one window of one method into its video and filmstrip cells; return its quantised
+    data for the report."""
+    rel = step.explanation.relevance[0].detach().float().cpu()  # (C, T, h, w)
+    mask = step.selective.mask[0, 0, window.owned].cpu()
+    viewer = quantise_window(rel, step.selective.temporal_gradient[0].cpu(), window)
     base = rel.sum(0)[window.owned].numpy()
     motion = np.where(mask.numpy(), base, 0.0).astype(np.float32)
     static = base - motion
     vmax = viewer.display_max  # the report draws with the same scale
+    name = output.totals.name
     for i, frame in enumerate(owned):  # frame by frame: full-resolution float images are big
         panels = (
             label(frame, "frame"),
-            label(overlay(frame, base[i], box=box, vmax=vmax), state.name),
+            label(overlay(frame, base[i], box=box, vmax=vmax), name),
             label(overlay(frame, motion[i], box=box, vmax=vmax), f"motion part (sigma={sigma:g})"),
         )
-        state.writer.write(np.concatenate(panels, axis=1))
+        output.writer.write(np.concatenate(panels, axis=1))
     cell_box = _scale_box(box, cell_f)
     for p, cell in zip(picked, small, strict=True):
         for kind, heat in (("base", base), ("motion", motion), ("static", static)):
-            state.cells[kind].append(overlay(cell, heat[p], box=cell_box, vmax=vmax))
+            output.cells[kind].append(overlay(cell, heat[p], box=cell_box, vmax=vmax))
     return viewer
 
 

@@ -22,17 +22,25 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from motion_relevance.errors import InvalidInputError, VideoError
 from motion_relevance.video.decode import Video, iter_frames
 
-if TYPE_CHECKING:
-    from motion_relevance.models.spec import InputSpec
-
 log = logging.getLogger(__name__)
+
+
+class ClipLength(Protocol):
+    """What clip sampling needs from a model's ``InputSpec``: its clip length and, for models
+    that take shorter clips, the shortest one (``None``: exactly ``frames``)."""
+
+    @property
+    def frames(self) -> int: ...
+
+    @property
+    def min_frames(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -174,7 +182,7 @@ def _window(k: int, buffer: deque[tuple[int, np.ndarray]], first_owned: int, num
     return ClipWindow(k, indices, first_owned, num_owned), np.stack([f for _, f in buffer])
 
 
-def _length_of(spec_or_length: InputSpec | int) -> tuple[int, int | None]:
+def _length_of(spec_or_length: ClipLength | int) -> tuple[int, int | None]:
     if isinstance(spec_or_length, (int, np.integer)) and not isinstance(spec_or_length, bool):
         return int(spec_or_length), None
     frames = getattr(spec_or_length, "frames", None)
@@ -187,7 +195,7 @@ def _length_of(spec_or_length: InputSpec | int) -> tuple[int, int | None]:
 
 def sample_clips(
     video: Video,
-    spec_or_length: InputSpec | int,
+    spec_or_length: ClipLength | int,
     *,
     stride: int | None = None,
     start: float | None = None,
@@ -223,7 +231,7 @@ def sample_clips(
 
 def iter_clips(
     path: str | os.PathLike[str],
-    spec_or_length: InputSpec | int,
+    spec_or_length: ClipLength | int,
     *,
     stride: int | None = None,
     start: float | None = None,

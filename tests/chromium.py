@@ -1,5 +1,6 @@
-"""Drive a headless Chromium over the Chrome DevTools Protocol: open a report, press keys,
-read values, take screenshots. Used by the browser test and to make the docs' screenshot.
+"""Test tool: drive a headless Chromium over the Chrome DevTools Protocol (open a report, press
+keys, read values, take screenshots). ``conftest.py`` turns it into the ``browser`` fixture;
+``scripts/make_doc_pictures.py`` uses it for the docs' screenshot. Not part of the package.
 
 Needs a ``chromium`` binary (Debian: ``apt-get install -y chromium``) and the
 ``websocket-client`` package. Nothing is fetched from the network: Chromium starts with the
@@ -20,8 +21,6 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-from motion_relevance.errors import DependencyError, MotionRelevanceError
 
 INSTALL_HINT = "install it with `apt-get update && apt-get install -y chromium` (Debian/Ubuntu)"
 _CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -53,7 +52,7 @@ def find_chromium() -> str | None:
     return None
 
 
-class BrowserError(MotionRelevanceError):
+class BrowserError(RuntimeError):
     """The browser could not be started or a page command failed."""
 
 
@@ -67,11 +66,11 @@ class HeadlessChromium:
         try:
             import websocket
         except ImportError:
-            raise DependencyError("the browser driver needs websocket-client: pip install websocket-client") from None
+            raise BrowserError("the browser driver needs websocket-client: pip install websocket-client") from None
         self._websocket = websocket
         binary = binary or find_chromium()
         if binary is None:
-            raise DependencyError(f"no Chromium found; {INSTALL_HINT}")
+            raise BrowserError(f"no Chromium found; {INSTALL_HINT}")
         self.timeout = timeout
         self.width, self.height = width, height
         self._profile = Path(tempfile.mkdtemp(prefix="mr-chromium-"))

@@ -1,7 +1,8 @@
-"""A tiny video model and synthetic videos for the batch tests.
+"""Test helpers (not a test module): tiny video models and synthetic videos.
 
-``build_tiny`` is a top-level builder (``"test_batch_model:build_tiny"``) so subprocesses and Ray
-workers can rebuild the exact same model: its weights come from a fixed seed.
+``build_tiny`` is a top-level builder (``"tiny_models:build_tiny"``) so subprocesses and Ray
+workers can rebuild the exact same model: its weights come from a fixed seed. ``TinyNet`` and
+``SPEC`` are the report tests' model; ``float_path_share`` their reference motion share.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from motion_relevance.attribution import explain
 from motion_relevance.models.spec import InputSpec
-from motion_relevance.video import write_video
+from motion_relevance.selective import selective_relevance
+from motion_relevance.video import iter_clips, write_video
 
 LABELS = ("left", "right", "still")
 FRAMES = 4
@@ -73,14 +76,6 @@ def write_clip(path: Path, frames: int, *, seed: int) -> Path:
     return write_video(path, moving_square(frames, seed=seed), fps=8.0)
 
 
-def test_tiny_builder_is_deterministic() -> None:
-    (a, spec), (b, _) = build_tiny(), build_tiny()
-    x = torch.randn(2, 3, FRAMES, SIZE, SIZE)
-    assert spec.labels == LABELS
-    assert a(x).shape == (2, len(LABELS))
-    assert torch.equal(a(x), b(x))
-
-
 def make_dataset(folder: Path) -> Path:
     """Five videos (two good, one corrupt, one too short, one unlabelled) and their manifest.
 
@@ -106,3 +101,34 @@ def build_tiny_outside_ray(weights: str | None = None, num_classes: int | None =
     if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
         raise RuntimeError("this builder refuses to run in a Ray actor")
     return build_tiny(weights, num_classes)
+
+
+class TinyNet(nn.Module):
+    """Two 3-D convolutions, global pooling, 5 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(3, 6, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv3d(6, 8, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x))))).flatten(1))
+
+
+SPEC = InputSpec(frames=8, size=(24, 24), resize=28, labels=("a", "b", "c", "d", "e"), cam_layer="conv2")
+
+
+def float_path_share(model: nn.Module, path: Path, target: int, sigma: float) -> float:
+    """Motion share over owned frames, straight from explain + selective_relevance."""
+    kept = total = 0.0
+    for window, frames in iter_clips(path, SPEC):
+        rel = explain(model, SPEC.preprocess(frames), "saliency", target=target, spec=SPEC).relevance
+        sel = selective_relevance(rel, sigma)
+        magnitude = rel[0].abs().sum(0)[window.owned].double()
+        kept += float((magnitude * sel.mask[0, 0, window.owned]).sum())
+        total += float(magnitude.sum())
+    return kept / total

@@ -1,7 +1,7 @@
 """Make the README's pictures from the demo: docs/filmstrip.png and docs/report-screenshot.png.
 
-    python examples/make_doc_pictures.py            # reuses demo-output/ when it exists
-    python examples/make_doc_pictures.py --rerun    # runs `motion-relevance demo` first
+    python scripts/make_doc_pictures.py            # reuses demo-output/ when it exists
+    python scripts/make_doc_pictures.py --rerun    # runs `motion-relevance demo` first
 
 The screenshot is taken by headless Chromium (Debian package `chromium`) after moving the
 sigma slider to 1.5 with the keyboard, as a user would.
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
-from motion_relevance.report.browser import HeadlessChromium
 from motion_relevance.report.demo import run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the Chromium driver is a test tool, not part of the package
+from chromium import HeadlessChromium  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     report = args.demo / "report.html"
     if args.rerun or not report.exists():
-        report = run_demo(args.demo, progress=True)
+        report = run_demo(args.demo)
     args.docs.mkdir(exist_ok=True)
     shutil.copyfile(args.demo / "filmstrip.png", args.docs / "filmstrip.png")
     with HeadlessChromium(width=1440, height=900, timeout=120) as browser:

@@ -1,7 +1,6 @@
-"""Small video files made on the fly for the video, report and CLI tests (no data downloads).
-
-Other test modules import the helpers from here (pytest puts ``tests/`` on ``sys.path``).
-"""
+"""Test helpers (not a test module): small video files made on the fly for the video, report
+and CLI tests, no data downloads. Test modules import them (pytest puts ``tests/`` on
+``sys.path``)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from motion_relevance.video import probe, write_video
+from motion_relevance.video import write_video
 
 
 def moving_square_frames(t: int = 12, h: int = 48, w: int = 64, *, seed: int = 0) -> np.ndarray:
@@ -80,13 +79,3 @@ def make_corrupt(path: Path, source: Path) -> Path:
     data = source.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     return path
-
-
-def test_helpers_make_what_they_say(tmp_path: Path) -> None:
-    frames = moving_square_frames(6)
-    assert frames.shape == (6, 48, 64, 3) and frames.dtype == np.uint8
-    assert not np.array_equal(frames[0], frames[1])  # the square moves
-    info = probe(make_video(tmp_path / "a.mp4", frames))
-    assert (info.num_frames, info.height, info.width, info.codec) == (6, 48, 64, "h264")
-    gray = make_raw_video(tmp_path / "g.mov", frames[..., 0], "gray")
-    assert probe(gray).pix_fmt == "gray"

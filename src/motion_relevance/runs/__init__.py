@@ -1,0 +1,69 @@
+"""One orchestration layer: what every command does the same way.
+
+A run needs a model (``ModelSource``: preset name, ``"module:function"``, builder or built
+module, and ``resolve_device``), methods (``resolve_methods``: one naming rule everywhere),
+settings (``SelectiveSettings``), a target (``resolve_target``) and a way to report progress
+(``Progress`` callbacks; only the CLI draws bars). ``explain_and_select`` is the step every
+command repeats. ``runs.video`` is the one-video run behind ``report.explain_video``; the batch
+unit (``batch.pipeline``) and the evaluation sit on the same pieces.
+"""
+
+from __future__ import annotations
+
+from motion_relevance.runs.methods import parse_methods, resolve_methods
+from motion_relevance.runs.model import (
+    Model,
+    ModelBuilder,
+    ModelSource,
+    module_device,
+    one_line,
+    resolve_device,
+)
+from motion_relevance.runs.progress import Progress, ProgressCallback
+from motion_relevance.runs.settings import SelectiveSettings, check_stride
+from motion_relevance.runs.steps import Step, explain_and_select
+from motion_relevance.runs.targets import (
+    AUTO_TARGETS,
+    check_target,
+    is_auto,
+    label_name,
+    resolve_target,
+)
+from motion_relevance.runs.video import (
+    MethodTotals,
+    VideoPrediction,
+    VideoRequest,
+    VideoRun,
+    WindowSteps,
+    explain_windows,
+    predict_video,
+)
+
+__all__ = [
+    "AUTO_TARGETS",
+    "MethodTotals",
+    "Model",
+    "ModelBuilder",
+    "ModelSource",
+    "Progress",
+    "ProgressCallback",
+    "SelectiveSettings",
+    "Step",
+    "VideoPrediction",
+    "VideoRequest",
+    "VideoRun",
+    "WindowSteps",
+    "check_stride",
+    "check_target",
+    "explain_and_select",
+    "explain_windows",
+    "is_auto",
+    "label_name",
+    "module_device",
+    "one_line",
+    "parse_methods",
+    "predict_video",
+    "resolve_device",
+    "resolve_methods",
+    "resolve_target",
+]
