@@ -24,6 +24,16 @@ them afterwards (Zennit restores the parameters and attributes they touch).
   functional calls, whose gradient spreads relevance uniformly (also onto inactive units). The
   canonizer routes both averages through pooling modules so Zennit's proportional ``Norm``
   rule applies.
+* **S3D head** (torchvision's ``S3D``): the logits are averaged over time and space with a
+  functional ``torch.mean``; the canonizer routes that mean through an ``AdaptiveAvgPool3d``
+  module, like I3D's.
+
+Max pools need no rewrite: their gradient routes each window's relevance to its maximum (or,
+with ``explain(..., ties="shared")``, evenly to tied maxima, ``attribution.pooling``), and
+padding never takes any: ``nn.MaxPool3d`` pads with -inf, and the zeros that I3D's "SAME" pools
+pad with only win a window whose real entries are all zero (ReLU outputs), where the relevance
+arriving is zero. Relevance is lost at pools only through an *absolute* stabiliser in the layers
+around them; ``lrp.RelativeStabilizer`` removes that.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models.video import S3D
 from torchvision.models.video import resnet as video_resnet
 from zennit.canonizers import AttributeCanonizer, Canonizer, NamedMergeBatchNorm
 from zennit.layer import Sum
@@ -127,6 +138,28 @@ class I3DHeadCanonizer(AttributeCanonizer):
         return I3DHeadCanonizer()
 
 
+def _s3d_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """torchvision S3D.forward with the final mean as a pooling module."""
+    x = self.classifier(self.avgpool(self.features(x)))
+    return self.canonizer_mean(x).flatten(1)
+
+
+class S3DHeadCanonizer(AttributeCanonizer):
+    """Make the final mean of torchvision's ``S3D`` a pooling module (proportional ``Norm`` rule)."""
+
+    def __init__(self) -> None:
+        super().__init__(self._attribute_map)
+
+    @staticmethod
+    def _attribute_map(name: str, module: nn.Module) -> dict[str, object] | None:
+        if type(module) is not S3D:
+            return None
+        return {"forward": _s3d_forward.__get__(module), "canonizer_mean": nn.AdaptiveAvgPool3d(1)}
+
+    def copy(self) -> S3DHeadCanonizer:
+        return S3DHeadCanonizer()
+
+
 class ExactMergeBatchNorm(NamedMergeBatchNorm):
     """Zennit's ``NamedMergeBatchNorm`` with the emptied batch norm made an exact identity.
 
@@ -145,9 +178,9 @@ class ExactMergeBatchNorm(NamedMergeBatchNorm):
 
 def video_canonizers(structure: ModelStructure) -> list[Canonizer]:
     """The canonizers for a model with ``structure``: batch-norm merging along the data flow,
-    residual sums of video ResNet blocks, and the I3D head."""
+    residual sums of video ResNet blocks, and the I3D and S3D heads."""
     canonizers: list[Canonizer] = []
     if structure.batch_norm_merges:
         canonizers.append(ExactMergeBatchNorm([(list(a), b) for a, b in structure.batch_norm_merges]))
-    canonizers += [ResidualSumCanonizer(), I3DHeadCanonizer()]
+    canonizers += [ResidualSumCanonizer(), I3DHeadCanonizer(), S3DHeadCanonizer()]
     return canonizers
