@@ -78,13 +78,12 @@ def test_fused_matches_eager_in_float32(shape: tuple[int, ...], padding: str, de
 @pytest.mark.parametrize("width", [7, 16])
 @pytest.mark.parametrize("frames", [1, 2, 3, 5, 9])
 def test_every_split_of_the_work_gives_the_same_result(frames: int, width: int) -> None:
-    """Chunks of frames recompute their neighbours' smoothing, blocks of clips run one after the
-    other; neither may change the result."""
+    """Three clips: one, three or six threads take whole clips each; two, four or five share
+    out the frames (chunks recompute their neighbours' smoothing). Neither may change the result."""
     rel = torch.randn(3, 3, frames, 6, width, generator=torch.Generator().manual_seed(frames)).numpy()
     results = [
-        selective_kernels._selective(rel, 1.0, True, True, threads, block, np.float32(0), 1e-16)
-        for threads in range(1, frames + 2)
-        for block in (1, 2, 3)
+        selective_kernels._selective(rel, 1.0, True, True, threads, np.float32(0), 1e-16)
+        for threads in range(1, max(frames, 6) + 2)
     ]
     for out in results[1:]:
         for a, b in zip(out[:3], results[0][:3], strict=True):  # motion, mask, D
@@ -99,19 +98,26 @@ def test_kernels_refuse_arrays_of_the_wrong_shape() -> None:
     write past their end."""
     r = np.zeros((2, 3, 4, 5, 6), np.float32)
     d = np.zeros((2, 1, 4, 5, 6), np.float32)
-    sums = np.zeros(8)
-    with pytest.raises(ValueError, match="must be"):
-        selective_kernels._derivative(r, d[:1], 1, True, True, sums, sums, np.float32(0))
-    with pytest.raises(ValueError, match="one moment per frame"):
-        selective_kernels._derivative(r, d, 1, True, True, sums[:7], sums, np.float32(0))
     mask = np.zeros(d.shape, np.bool_)
-    threshold = np.ones(2, np.float32)
-    with pytest.raises(ValueError, match="must match"):
-        selective_kernels._apply_mask(r, d, threshold, mask, np.zeros((2, 2, 4, 5, 6), np.float32), sums, sums, np.float32(0))
+    per_clip = np.ones(2, np.float32), np.zeros(2), np.zeros(2)
+    per_frame = np.zeros(8)
+    zero = np.float32(0)
+    with pytest.raises(ValueError, match="must be"):
+        selective_kernels._by_clip(r, d[:1], mask, r.copy(), *per_clip, 1.0, True, True, zero, 1e-16)
+    with pytest.raises(ValueError, match="one threshold and one sum per clip"):
+        selective_kernels._by_clip(r, d, mask, r.copy(), *per_clip[:2], per_frame, 1.0, True, True, zero, 1e-16)
+    with pytest.raises(ValueError, match="must be"):
+        selective_kernels._derivative_by_chunk(r, d[:, :, :3].copy(), 1, True, True, per_frame, per_frame, zero)
+    with pytest.raises(ValueError, match="one moment per frame"):
+        selective_kernels._derivative_by_chunk(r, d, 1, True, True, per_frame[:7], per_frame, zero)
+    with pytest.raises(ValueError, match="motion like R"):
+        selective_kernels._mask_by_frame(r, d, per_clip[0], mask, np.zeros((2, 2, 4, 5, 6), np.float32), per_frame, per_frame, zero)
     with pytest.raises(ValueError, match="one sum per frame"):
-        selective_kernels._apply_mask(r, d, threshold[:1], mask, r.copy(), sums, sums, np.float32(0))
+        selective_kernels._mask_by_frame(r, d, per_clip[0], mask, r.copy(), per_frame[:4], per_frame, zero)
     with pytest.raises(ValueError, match="5-D float CPU tensor"):
         selective_kernels.split(torch.zeros(2, 3, 4, 5, 6, dtype=torch.float16), 1.0, True, True)
+    with pytest.raises(ValueError, match="non-empty"):
+        selective_kernels.split(torch.zeros(2, 3, 0, 5, 6), 1.0, True, True)
 
 
 def test_public_function_uses_the_kernels_for_float_cpu_tensors(fused_calls: list) -> None:

@@ -2,17 +2,22 @@
 
 ``selective.py`` imports this module (and with it Numba) only when the fused path is first
 used. The eager PyTorch version there makes about twenty passes over memory (channel sum,
-three separable filters, abs, mean, norm, compare, multiply, two L1 sums); here the same
-algorithm takes two parallel passes over each block of clips:
+three separable filters, abs, mean, norm, compare, multiply, two L1 sums); here each clip takes
+two passes:
 
-1. per clip and chunk of frames: channel sum, ``[1, 2, 1]`` in height then in width (a ring of
-   three smoothed frames), ``D[t] = S[t-1] - S[t+1]`` (or its magnitude) written out, and
-   per-frame sums and centred sums of squares of ``D``, combined into each clip's std;
+1. per frame: channel sum, ``[1, 2, 1]`` in height then in width (a ring of three smoothed
+   frames), ``D[t] = S[t-1] - S[t+1]`` (or its magnitude) written out, and the frame's sum and
+   centred sum of squares of ``D``, combined into the clip's std (Chan et al.);
 2. per frame: ``mask = D > threshold``, ``motion = R * mask``, ``sum|R|`` and ``sum|motion|``.
 
+When the clips divide evenly among the threads, each thread takes whole clips through both
+passes (one parallel region, and a clip's relevance is still in cache for pass 2). Otherwise
+(a single clip, say) the frames are shared out instead: pass 1 over chunks of frames, then
+pass 2 over frames, each its own parallel region.
+
 The filters add in exactly the order of the eager version, so ``D`` is bit-identical to it.
-Every array the kernels index is allocated here or checked against the relevance's shape
-before any loop runs (Numba does not check indices).
+Every array is allocated here, or checked against the relevance's shape before a parallel loop
+(an exception raised inside one would be lost); Numba itself does not check indices.
 """
 
 from __future__ import annotations
@@ -29,8 +34,6 @@ from numba import njit, prange
 
 # Reassociation lets the reductions vectorise; only the sums use it, never the filters.
 _REDUCE = {"reassoc", "nsz"}
-# Clips per block: about an L3 cache of relevance, which pass 2 reads again.
-_BLOCK_BYTES = 32 << 20
 _DTYPES = (torch.float32, torch.float64)
 _lock = threading.Lock()  # Numba's workqueue threading layer must not be entered twice at once
 _launched_in: int | None = None  # the process that started Numba's thread pool
@@ -55,13 +58,14 @@ def usable_in_this_process() -> bool:
 
 
 def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> Split:
-    """The selective step of a 5-D float32/float64 CPU tensor ``rel`` (validated by the caller)."""
+    """The selective step of a non-empty 5-D float32/float64 CPU tensor ``rel``."""
     global _launched_in
     if rel.ndim != 5 or rel.numel() == 0 or rel.device.type != "cpu" or rel.dtype not in _DTYPES:
-        raise ValueError(f"the fused kernels need a non-empty 5-D float CPU tensor, got {rel.dtype} {tuple(rel.shape)}")
+        raise ValueError(
+            f"the fused kernels need a non-empty 5-D float CPU tensor, got {rel.dtype} {tuple(rel.shape)}"
+        )
     r = rel.detach().contiguous().numpy()
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    block = max(1, _BLOCK_BYTES // (r[0].nbytes or 1))
     info = np.finfo(r.dtype)
     # below this std the squares of D may have underflowed: the moments' error, up to
     # count * tiny, is no longer below eps * count * std**2
@@ -69,16 +73,153 @@ def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> S
     with _lock:
         _launched_in = os.getpid()
         numba.set_num_threads(threads)
-        out = _selective(r, float(sigma), replicate, absolute, threads, block, r.dtype.type(0), smallest)
-    *arrays, finite = out
+        *arrays, finite = _selective(r, float(sigma), replicate, absolute, threads, r.dtype.type(0), smallest)
     return Split(*(torch.from_numpy(a) for a in arrays), bool(finite))
 
 
 @njit(cache=True)
-def _require(ok, what):  # pragma: no cover - compiled
-    """Refuse arrays whose shapes the loops below would not stay inside."""
-    if not ok:
-        raise ValueError(what)
+def _selective(r, sigma, replicate, absolute, threads, zero, smallest):  # pragma: no cover - compiled
+    """Both passes over every clip. Returns motion, mask, ``D``, and per clip the threshold,
+    the motion share (0 where the relevance is all zero) and ``sum|R|``, and whether every sum
+    and threshold is finite."""
+    n_clips, _, frames, height, width = r.shape
+    motion = np.empty_like(r)
+    mask = np.empty((n_clips, 1, frames, height, width), np.bool_)
+    d = np.empty((n_clips, 1, frames, height, width), r.dtype)
+    threshold = np.empty(n_clips, r.dtype)
+    kept = np.empty(n_clips)
+    total = np.empty(n_clips)
+    if n_clips % threads == 0:
+        _by_clip(r, d, mask, motion, threshold, kept, total, sigma, replicate, absolute, zero, smallest)
+    else:
+        _by_frame(r, d, mask, motion, threshold, kept, total, sigma, replicate, absolute, zero, smallest, threads)
+    share = np.zeros(n_clips, r.dtype)
+    finite = True
+    for n in range(n_clips):
+        if total[n] > 0:
+            share[n] = kept[n] / total[n]
+        finite = finite and np.isfinite(total[n]) and np.isfinite(threshold[n])
+    return motion, mask, d, threshold, share, total, finite
+
+
+@njit(cache=True)
+def _check(r, d, mask, motion, threshold, kept, total):  # pragma: no cover - compiled
+    """Refuse outputs that the loops, which index them by the relevance's shape, would overrun."""
+    n_clips, _, frames, height, width = r.shape
+    one_channel = (n_clips, 1, frames, height, width)
+    if d.shape != one_channel or mask.shape != one_channel or motion.shape != r.shape:
+        raise ValueError("selective kernels: D and the mask must be (N, 1, T, H, W), motion like R")
+    if threshold.shape[0] != n_clips or kept.shape[0] != n_clips or total.shape[0] != n_clips:
+        raise ValueError("selective kernels: one threshold and one sum per clip")
+
+
+@njit(parallel=True, cache=True)
+def _by_clip(r, d, mask, motion, threshold, kept, total, sigma, replicate, absolute, zero, smallest):  # pragma: no cover
+    """Both passes, whole clips per task, in one parallel region."""
+    _check(r, d, mask, motion, threshold, kept, total)
+    frames = r.shape[2]
+    for n in prange(r.shape[0]):
+        frame_sum = np.empty(frames)
+        frame_m2 = np.empty(frames)
+        _clip_derivative(r, d, n, 0, frames, replicate, absolute, frame_sum, frame_m2, zero)
+        threshold[n] = _clip_threshold(d[n], frame_sum, frame_m2, sigma, smallest)
+        kept[n] = 0.0
+        total[n] = 0.0
+        for t in range(frames):
+            k, a = _mask_frame(r, d, n, t, threshold[n], mask, motion, zero)
+            kept[n] += k
+            total[n] += a
+
+
+@njit(cache=True)
+def _by_frame(r, d, mask, motion, threshold, kept, total, sigma, replicate, absolute, zero, smallest, threads):  # pragma: no cover
+    """Both passes with the frames shared out: for fewer clips than threads, or uneven counts."""
+    _check(r, d, mask, motion, threshold, kept, total)
+    n_clips, frames = r.shape[0], r.shape[2]
+    chunks = min((threads + n_clips - 1) // n_clips, frames)  # enough tasks for every thread
+    frame_sum = np.empty(n_clips * frames)
+    frame_m2 = np.empty(n_clips * frames)
+    _derivative_by_chunk(r, d, chunks, replicate, absolute, frame_sum, frame_m2, zero)
+    for n in range(n_clips):
+        at = slice(n * frames, (n + 1) * frames)
+        threshold[n] = _clip_threshold(d[n], frame_sum[at], frame_m2[at], sigma, smallest)
+    kept_f = np.empty(n_clips * frames)
+    total_f = np.empty(n_clips * frames)
+    _mask_by_frame(r, d, threshold, mask, motion, kept_f, total_f, zero)
+    for n in range(n_clips):
+        kept[n] = kept_f[n * frames : (n + 1) * frames].sum()
+        total[n] = total_f[n * frames : (n + 1) * frames].sum()
+
+
+@njit(parallel=True, cache=True)
+def _derivative_by_chunk(r, d, chunks, replicate, absolute, frame_sum, frame_m2, zero):  # pragma: no cover
+    """Pass 1 over every clip, split into ``chunks`` chunks of frames per clip."""
+    n_clips, _, frames, height, width = r.shape
+    if d.shape != (n_clips, 1, frames, height, width) or chunks < 1:
+        raise ValueError("selective kernels: D must be (N, 1, T, H, W), chunks >= 1")
+    if frame_sum.shape[0] != n_clips * frames or frame_m2.shape[0] != n_clips * frames:
+        raise ValueError("selective kernels: one moment per frame")
+    length = (frames + chunks - 1) // chunks
+    for task in prange(n_clips * chunks):
+        n = task // chunks
+        t0 = (task - n * chunks) * length
+        t1 = min(t0 + length, frames)
+        at = slice(n * frames, (n + 1) * frames)
+        _clip_derivative(r, d, n, t0, t1, replicate, absolute, frame_sum[at], frame_m2[at], zero)
+
+
+@njit(parallel=True, cache=True)
+def _mask_by_frame(r, d, threshold, mask, motion, kept, total, zero):  # pragma: no cover - compiled
+    """Pass 2 over every frame of every clip; ``kept`` and ``total`` get one sum per frame."""
+    n_clips, _, frames = r.shape[:3]
+    _check(r, d, mask, motion, threshold, threshold, threshold)
+    if kept.shape[0] != n_clips * frames or total.shape[0] != n_clips * frames:
+        raise ValueError("selective kernels: one sum per frame")
+    for f in prange(n_clips * frames):
+        n = f // frames
+        kept[f], total[f] = _mask_frame(r, d, n, f - n * frames, threshold[n], mask, motion, zero)
+
+
+# ------------------------------------------------------------------------------------------------
+# the work itself: called by the functions above, inside their parallel loops, with arrays they
+# allocated or checked (an exception raised here would be lost, so nothing is checked again)
+# ------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _clip_derivative(r, d, n, t0, t1, replicate, absolute, frame_sum, frame_m2, zero):  # pragma: no cover
+    """``D`` of frames ``[t0, t1)`` of clip ``n``, with each frame's sum and centred sum of
+    squares (indexed by frame). Smooths the frames it needs itself, each once."""
+    _, _, frames, height, width = r.shape
+    p_count = height * width
+    ring = np.empty((3, height, width), r.dtype)  # S of three consecutive frames
+    e = np.empty((height, width), r.dtype)
+    v = np.empty((height, width), r.dtype)
+    nothing = np.zeros(p_count, r.dtype)  # zero padding outside the clip
+    u_next = max(t0 - 1, 0)  # the next frame to smooth
+    for t in range(t0, t1):
+        while u_next <= min(t + 1, frames - 1):
+            _smooth_frame(r, n, u_next, e, v, ring[u_next % 3], replicate)
+            u_next += 1
+        if frames == 1:  # both neighbours are the padding: they cancel under either rule
+            before = nothing
+            after = nothing
+        else:
+            if t >= 1:
+                before = ring[(t - 1) % 3].reshape(p_count)
+            elif replicate:
+                before = ring[0].reshape(p_count)
+            else:
+                before = nothing
+            if t + 1 < frames:
+                after = ring[(t + 1) % 3].reshape(p_count)
+            elif replicate:
+                after = ring[t % 3].reshape(p_count)
+            else:
+                after = nothing
+        frame_sum[t], frame_m2[t] = _difference_and_moments(
+            before, after, d[n, 0, t].reshape(p_count), absolute, zero
+        )
 
 
 @njit(cache=True, inline="always")
@@ -91,9 +232,7 @@ def _edge_121(a, b, replicate):  # pragma: no cover - compiled
 def _smooth_frame(r, n, u, e, v, out, replicate):  # pragma: no cover - compiled
     """``out = [1,2,1]_W * ([1,2,1]_H * sum_c r[n, :, u])``, adding in the eager order.
 
-    ``e`` and ``v`` are scratch planes shaped ``(H, W)`` like ``out``; called only by
-    ``_derivative``, with planes it allocates and frames of its clip (an exception raised inside
-    its parallel loop would be lost, so nothing is checked here).
+    ``e`` and ``v`` are scratch planes shaped ``(H, W)`` like ``out``.
     """
     c_count, height, width = r.shape[1], r.shape[3], r.shape[4]
     # channel after channel, as the eager _channel_sum adds them
@@ -136,8 +275,7 @@ def _difference_and_moments(a, b, out, absolute, zero):  # pragma: no cover - co
     """``out = a - b`` (or ``|a - b|``) on flat planes; returns its sum and centred sum of squares.
 
     One pass over the values shifted by the first one (the shifted-data algorithm), which keeps
-    the variance accurate when the values sit far from zero. Called only by ``_derivative``, on
-    planes of one size.
+    the variance accurate when the values sit far from zero.
     """
     shift = abs(a[0] - b[0]) if absolute else a[0] - b[0]
     s = zero
@@ -154,108 +292,23 @@ def _difference_and_moments(a, b, out, absolute, zero):  # pragma: no cover - co
     return s64 + np.float64(shift) * count, m2
 
 
-@njit(parallel=True, cache=True)
-def _derivative(r, d, chunks, replicate, absolute, frame_sum, frame_m2, zero):  # pragma: no cover
-    """Pass 1: ``D`` of every frame of ``r`` into ``d``, with per-frame sum and centred sum of
-    squares. Each task takes one clip's chunk of frames and smooths the frames it needs itself."""
-    n_clips, _, frames, height, width = r.shape
-    p_count = height * width
-    _require(d.shape == (n_clips, 1, frames, height, width), "selective kernels: D must be (N, 1, T, H, W)")
-    _require(frame_sum.shape[0] == n_clips * frames and frame_m2.shape[0] == n_clips * frames, "selective kernels: one moment per frame")
-    _require(chunks >= 1, "selective kernels: chunks >= 1")
-    length = (frames + chunks - 1) // chunks
-    for task in prange(n_clips * chunks):
-        n = task // chunks
-        t0 = (task - n * chunks) * length
-        t1 = min(t0 + length, frames)
-        ring = np.empty((3, height, width), r.dtype)  # S of three consecutive frames
-        e = np.empty((height, width), r.dtype)
-        v = np.empty((height, width), r.dtype)
-        nothing = np.zeros(p_count, r.dtype)  # zero padding outside the clip
-        u_next = max(t0 - 1, 0)  # the next frame to smooth
-        for t in range(t0, t1):
-            while u_next <= min(t + 1, frames - 1):
-                _smooth_frame(r, n, u_next, e, v, ring[u_next % 3], replicate)
-                u_next += 1
-            if frames == 1:  # both neighbours are the padding: they cancel under either rule
-                before = nothing
-                after = nothing
-            else:
-                if t >= 1:
-                    before = ring[(t - 1) % 3].reshape(p_count)
-                elif replicate:
-                    before = ring[0].reshape(p_count)
-                else:
-                    before = nothing
-                if t + 1 < frames:
-                    after = ring[(t + 1) % 3].reshape(p_count)
-                elif replicate:
-                    after = ring[t % 3].reshape(p_count)
-                else:
-                    after = nothing
-            s, m2 = _difference_and_moments(before, after, d[n, 0, t].reshape(p_count), absolute, zero)
-            frame_sum[n * frames + t] = s
-            frame_m2[n * frames + t] = m2
-
-
-@njit(parallel=True, cache=True, fastmath=_REDUCE)
-def _apply_mask(r, d, threshold, mask, motion, kept, total, zero):  # pragma: no cover - compiled
-    """Pass 2: mask, motion part and the two L1 sums (float64, per frame) of every frame."""
-    n_clips, c_count, frames, height, width = r.shape
-    p_count = height * width
-    flat = (n_clips, 1, frames, height, width)
-    _require(d.shape == flat and mask.shape == flat and motion.shape == r.shape, "selective kernels: outputs must match R")
-    _require(threshold.shape[0] == n_clips and kept.shape[0] == n_clips * frames and total.shape[0] == n_clips * frames, "selective kernels: one sum per frame")
-    for f in prange(n_clips * frames):
-        n = f // frames
-        t = f - n * frames
-        th = threshold[n]
-        dd = d[n, 0, t].reshape(p_count)
-        mm = mask[n, 0, t].reshape(p_count)
-        if c_count == 3:  # RGB relevance: the three channels in one sweep
-            r0 = r[n, 0, t].reshape(p_count)
-            r1 = r[n, 1, t].reshape(p_count)
-            r2 = r[n, 2, t].reshape(p_count)
-            o0 = motion[n, 0, t].reshape(p_count)
-            o1 = motion[n, 1, t].reshape(p_count)
-            o2 = motion[n, 2, t].reshape(p_count)
-            k = zero
-            a = zero
-            for p in range(p_count):
-                keep = dd[p] > th
-                mm[p] = keep
-                v0 = r0[p]
-                v1 = r1[p]
-                v2 = r2[p]
-                m = (abs(v0) + abs(v1)) + abs(v2)
-                a += m
-                k += m if keep else zero
-                o0[p] = v0 if keep else zero
-                o1[p] = v1 if keep else zero
-                o2[p] = v2 if keep else zero
-            kept[f] = k
-            total[f] = a
-            continue
-        for p in range(p_count):
-            mm[p] = dd[p] > th
-        kept_f = 0.0
-        total_f = 0.0
-        for c in range(c_count):
-            src = r[n, c, t].reshape(p_count)
-            dst = motion[n, c, t].reshape(p_count)
-            k = zero
-            a = zero
-            for p in range(p_count):
-                x = src[p]
-                keep = dd[p] > th
-                dst[p] = x if keep else zero
-                ax = abs(x)
-                a += ax
-                k += ax if keep else zero
-            kept_f += k
-            total_f += a
-        kept[f] = kept_f
-        total[f] = total_f
+@njit(cache=True)
+def _clip_threshold(d, frame_sum, frame_m2, sigma, smallest):  # pragma: no cover - compiled
+    """``sigma * std(d)`` of one clip's ``D``, from its per-frame moments (Chan et al.: the
+    within-frame plus the between-frame parts). Below ``smallest`` the squares may have
+    underflowed: the std is then taken again from ``D``, scaled (``_scaled_std``)."""
+    frames = d.shape[1]
+    p_count = d.shape[2] * d.shape[3]
+    count = frames * p_count
+    mean = frame_sum.sum() / count
+    m2 = 0.0
+    for t in range(frames):
+        dev = frame_sum[t] / p_count - mean
+        m2 += frame_m2[t] + p_count * dev * dev
+    std = np.sqrt(m2 / (count - 1)) if count > 1 else 0.0
+    if std < smallest:
+        std = _scaled_std(d.reshape(count))
+    return sigma * std
 
 
 @njit(cache=True)
@@ -282,57 +335,54 @@ def _scaled_std(values):  # pragma: no cover - compiled
     return np.sqrt(m2 / (count - 1)) * scale
 
 
-@njit(cache=True)
-def _selective(r, sigma, replicate, absolute, threads, block, zero, smallest):  # pragma: no cover
-    """Both passes, ``block`` clips at a time (pass 2 then finds their relevance in cache).
-
-    Returns motion, mask, ``D``, and per clip the threshold, the motion share (0 where the
-    relevance is all zero) and ``sum|R|``, and whether every sum and threshold is finite. A
-    clip whose std from the per-frame moments is below ``smallest`` gets it again from ``D``,
-    scaled (``_scaled_std``).
-    """
-    n_clips, _, frames, height, width = r.shape
+@njit(cache=True, fastmath=_REDUCE)
+def _mask_frame(r, d, n, t, th, mask, motion, zero):  # pragma: no cover - compiled
+    """Mask and motion part of frame ``t`` of clip ``n``; returns ``sum|motion|``, ``sum|R|``."""
+    c_count, height, width = r.shape[1], r.shape[3], r.shape[4]
     p_count = height * width
-    count = frames * p_count
-    motion = np.empty_like(r)
-    mask = np.empty((n_clips, 1, frames, height, width), np.bool_)
-    d = np.empty((n_clips, 1, frames, height, width), r.dtype)
-    threshold = np.empty(n_clips, r.dtype)
-    kept = np.zeros(n_clips)
-    total = np.zeros(n_clips)
-    for b0 in range(0, n_clips, block):
-        b1 = min(b0 + block, n_clips)
-        nb = b1 - b0
-        frame_sum = np.empty(nb * frames)
-        frame_m2 = np.empty(nb * frames)
-        chunks = min((threads + nb - 1) // nb, frames)  # split the frames so every thread has work
-        _derivative(r[b0:b1], d[b0:b1], chunks, replicate, absolute, frame_sum, frame_m2, zero)
-        for i in range(nb):
-            s = 0.0
-            for t in range(frames):
-                s += frame_sum[i * frames + t]
-            mean = s / count
-            m2 = 0.0
-            for t in range(frames):  # Chan et al.: within-frame plus between-frame parts
-                dev = frame_sum[i * frames + t] / p_count - mean
-                m2 += frame_m2[i * frames + t] + p_count * dev * dev
-            std = np.sqrt(m2 / (count - 1)) if count > 1 else 0.0
-            if std < smallest:  # the squares may have underflowed: again from D, scaled
-                std = _scaled_std(d[b0 + i].reshape(count))
-            threshold[b0 + i] = sigma * std
-        kept_f = np.empty(nb * frames)
-        total_f = np.empty(nb * frames)
-        _apply_mask(r[b0:b1], d[b0:b1], threshold[b0:b1], mask[b0:b1], motion[b0:b1], kept_f, total_f, zero)
-        for f in range(nb * frames):
-            kept[b0 + f // frames] += kept_f[f]
-            total[b0 + f // frames] += total_f[f]
-    share = np.zeros(n_clips, r.dtype)
-    finite = True
-    for i in range(n_clips):
-        if total[i] > 0:
-            share[i] = kept[i] / total[i]
-        finite = finite and np.isfinite(total[i]) and np.isfinite(threshold[i])
-    return motion, mask, d, threshold, share, total, finite
+    dd = d[n, 0, t].reshape(p_count)
+    mm = mask[n, 0, t].reshape(p_count)
+    if c_count == 3:  # RGB relevance: the three channels in one sweep
+        r0 = r[n, 0, t].reshape(p_count)
+        r1 = r[n, 1, t].reshape(p_count)
+        r2 = r[n, 2, t].reshape(p_count)
+        o0 = motion[n, 0, t].reshape(p_count)
+        o1 = motion[n, 1, t].reshape(p_count)
+        o2 = motion[n, 2, t].reshape(p_count)
+        k = zero
+        a = zero
+        for p in range(p_count):
+            keep = dd[p] > th
+            mm[p] = keep
+            v0 = r0[p]
+            v1 = r1[p]
+            v2 = r2[p]
+            m = (abs(v0) + abs(v1)) + abs(v2)
+            a += m
+            k += m if keep else zero
+            o0[p] = v0 if keep else zero
+            o1[p] = v1 if keep else zero
+            o2[p] = v2 if keep else zero
+        return np.float64(k), np.float64(a)
+    for p in range(p_count):
+        mm[p] = dd[p] > th
+    kept = 0.0
+    total = 0.0
+    for c in range(c_count):
+        src = r[n, c, t].reshape(p_count)
+        dst = motion[n, c, t].reshape(p_count)
+        k = zero
+        a = zero
+        for p in range(p_count):
+            x = src[p]
+            keep = dd[p] > th
+            dst[p] = x if keep else zero
+            ax = abs(x)
+            a += ax
+            k += ax if keep else zero
+        kept += k
+        total += a
+    return kept, total
 
 
 __all__ = ["Split", "split", "usable_in_this_process"]
