@@ -3,7 +3,9 @@ and progress, shared by `explain`, `batch` and the library."""
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -201,4 +203,29 @@ def test_explain_takes_num_classes_and_refuses_cuda_without_a_gpu(
     code = cli.main(["explain", str(clip), *MODEL, "--method", "saliency", "--device", "cuda", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "no CUDA GPU" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_progress_on_a_terminal_draws_one_bar_per_task(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stderr = Terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    code = cli.main(["explain", str(clip), *MODEL, "--method", "saliency,gradcam", "--out", str(tmp_path / "o")])
+    text = stderr.getvalue()
+    assert code == 0, text
+    for task in ("predict", "saliency", "gradcam"):
+        assert task in text
+    assert "2/2" in text  # the method bars end at the video's number of windows (20 frames: 2 of 16)
+
+
+def test_a_progress_flag_is_not_a_callback(clip: Path, tmp_path: Path) -> None:
+    from motion_relevance.report import explain_video
+
+    with pytest.raises(InvalidInputError, match="progress must be None or a function"):
+        explain_video(clip, tmp_path / "o", model="synthetic-motion", weights="random", progress=True)  # type: ignore[arg-type]
     assert not (tmp_path / "o").exists()

@@ -192,6 +192,23 @@ def _add_run_options(p: argparse.ArgumentParser, *, model_help: str, target_help
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
 
 
+def _run_options(args: argparse.Namespace) -> dict[str, object]:
+    """The shared options of ``_add_run_options`` as keyword arguments of ``explain_video`` and
+    ``run_batch`` (same names there)."""
+    return {
+        "model": args.model,
+        "weights": args.weights,
+        "num_classes": args.num_classes,
+        "methods": args.method,
+        "method_options": _method_options(args.option),
+        "sigma": args.sigma,
+        "padding": args.padding,
+        "derivative": args.derivative,
+        "target": args.target,
+        "device": args.device,
+    }
+
+
 def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "explain",
@@ -219,20 +236,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         result = explain_video(
             args.video,
             args.out,
-            model=args.model,
-            weights=args.weights,
-            num_classes=args.num_classes,
-            methods=args.method,
-            sigma=args.sigma,
-            target=args.target,
+            **_run_options(args),
             start=args.start,
             end=args.end,
             stride=args.stride,
             max_side=args.max_side,
-            method_options=_method_options(args.option),
-            padding=args.padding,
-            derivative=args.derivative,
-            device=args.device,
             progress=bars.show,
         )
     top = result.predictions[0]
@@ -328,21 +336,12 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         result = run_batch(
             args.manifest,
             args.out,
-            model=args.model,
-            methods=args.method,
-            weights=args.weights,
-            num_classes=args.num_classes,
-            sigma=args.sigma,
-            padding=args.padding,
-            derivative=args.derivative,
-            method_options=_method_options(args.option),
+            **_run_options(args),
             stride=args.stride,
-            target=args.target,
             pad_short=args.pad_short,
             seed=args.seed,
             save_maps=args.save_maps,
             clip_batch=args.clip_batch,
-            device=args.device,
             threads=args.threads,
             engine=args.engine,
             ray=ray,

@@ -27,7 +27,7 @@ from motion_relevance.batch.summary import summarize
 from motion_relevance.checks import optional_positive_int
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.spec import InputSpec
-from motion_relevance.runs import ModelBuilder, ModelSource, resolve_methods
+from motion_relevance.runs import ModelBuilder, ModelSource, check_callback, resolve_methods
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ def run_batch(
     ``BatchProgress`` before the first unit and after each (the CLI draws its bar from it).
     """
     started = time.perf_counter()
+    callback = check_callback(callback, "callback")
     if engine not in ENGINES:
         raise InvalidInputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     entries = read_manifest(manifest)

@@ -91,25 +91,21 @@ def _preset(
     return Preset(name, description, _build(name), weights, head, read_file=_reader(url))
 
 
+#: The input of torchvision's 18-layer video ResNets.
+_RESNET_18 = dict(
+    frames=16, size=(112, 112), resize=(128, 171), mean=KINETICS_MEAN, std=KINETICS_STD,
+    cam_layer="layer4", min_frames=1, head="fc.weight",
+)  # fmt: skip
+
 #: The torchvision presets with the input specs torchvision documents for ``KINETICS400_V1``.
 PRESETS: tuple[Preset, ...] = (
-    _preset(
-        "r3d_18", "torchvision R3D-18 (3D ResNet), Kinetics-400",
-        "https://download.pytorch.org/models/r3d_18-b3b3357e.pth",
-        frames=16, size=(112, 112), resize=(128, 171), mean=KINETICS_MEAN, std=KINETICS_STD,
-        cam_layer="layer4", min_frames=1, head="fc.weight",
-    ),
-    _preset(
-        "mc3_18", "torchvision MC3-18 (mixed 3D/2D convolutions), Kinetics-400",
-        "https://download.pytorch.org/models/mc3_18-a90a0ba3.pth",
-        frames=16, size=(112, 112), resize=(128, 171), mean=KINETICS_MEAN, std=KINETICS_STD,
-        cam_layer="layer4", min_frames=1, head="fc.weight",
-    ),
-    _preset(
-        "r2plus1d_18", "torchvision R(2+1)D-18 (factorised space/time convolutions), Kinetics-400",
-        "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth",
-        frames=16, size=(112, 112), resize=(128, 171), mean=KINETICS_MEAN, std=KINETICS_STD,
-        cam_layer="layer4", min_frames=1, head="fc.weight",
+    *(
+        _preset(name, f"torchvision {title}, Kinetics-400", f"https://download.pytorch.org/models/{name}-{digest}.pth", **_RESNET_18)
+        for name, title, digest in (
+            ("r3d_18", "R3D-18 (3D ResNet)", "b3b3357e"),
+            ("mc3_18", "MC3-18 (mixed 3D/2D convolutions)", "a90a0ba3"),
+            ("r2plus1d_18", "R(2+1)D-18 (factorised space/time convolutions)", "91a641e6"),
+        )
     ),
     _preset(
         "s3d", "torchvision S3D (separable Inception), Kinetics-400",

@@ -45,6 +45,7 @@ from motion_relevance.runs import (
     VideoPrediction,
     VideoRequest,
     VideoRun,
+    check_callback,
     explain_windows,
     is_auto,
     label_name,
@@ -192,6 +193,7 @@ def explain_video(
     ``progress``: called with ``runs.Progress`` events (the CLI draws bars from them).
     """
     started = time.perf_counter()
+    progress = check_callback(progress)
     if derivative != "abs":
         raise InvalidInputError(
             f"the report's sigma slider needs derivative='abs', got {derivative!r}; the one-sided "

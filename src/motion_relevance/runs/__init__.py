@@ -19,7 +19,7 @@ from motion_relevance.runs.model import (
     one_line,
     resolve_device,
 )
-from motion_relevance.runs.progress import Progress, ProgressCallback
+from motion_relevance.runs.progress import Progress, ProgressCallback, check_callback
 from motion_relevance.runs.settings import SelectiveSettings, check_stride
 from motion_relevance.runs.steps import Step, explain_and_select
 from motion_relevance.runs.targets import (
@@ -53,6 +53,7 @@ __all__ = [
     "VideoRequest",
     "VideoRun",
     "WindowSteps",
+    "check_callback",
     "check_stride",
     "check_target",
     "explain_and_select",
