@@ -28,6 +28,7 @@ from motion_relevance.metrics import (
 )
 from motion_relevance.metrics import flow as flow_module
 from motion_relevance.metrics.flow import flow_mask, flow_precision, threshold_explanation
+from motion_relevance.metrics.precision import f1_score, selective_recall
 
 # ---------------------------------------------------------------------------------------------
 # AUROC
@@ -72,11 +73,9 @@ def test_auroc_direction_on_separated_groups() -> None:
 
 
 def test_f1_is_the_harmonic_mean() -> None:
-    from motion_relevance.metrics.evaluate import _f1
-
     p = torch.tensor([0.5, 0.9, 0.0, 1.0, float("nan"), 0.3])
     r = torch.tensor([0.5, 0.1, 0.0, 1.0, 0.4, float("nan")])
-    got = _f1(p, r)
+    got = f1_score(p, r)
     expected = []
     for pi, ri in zip(p.tolist(), r.tolist(), strict=True):
         pi, ri = (0.0 if v != v else v for v in (pi, ri))  # NaN counts as 0
@@ -86,15 +85,13 @@ def test_f1_is_the_harmonic_mean() -> None:
 
 
 def test_recall_is_the_share_of_relevance_on_the_object_that_the_motion_part_keeps() -> None:
-    from motion_relevance.metrics.evaluate import _recall
-
     rel = torch.zeros(2, 3, 2, 2, 2)
     rel[0, 0, 0, 0, 0], rel[0, 1, 0, 0, 1], rel[0, 2, 1, 1, 1] = 2.0, -3.0, 4.0
     truth = torch.zeros(2, 2, 2, 2, dtype=torch.bool)
     truth[0, 0, 0] = True  # voxels (0, 0, 0) and (0, 0, 1): |R| = 2 and 3 on the object
     motion = rel.clone()
     motion[0, 1] = 0.0  # the motion part keeps 2 of the 5
-    got = _recall(rel, motion, truth)
+    got = selective_recall(rel, motion, truth)
     assert got[0].item() == pytest.approx(2 / 5)
     assert torch.isnan(got[1])  # nothing on the object: undefined
 
