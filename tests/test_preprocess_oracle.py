@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 import motion_relevance as mr
-from motion_relevance.models.spec import InputSpec
+from motion_relevance.errors import InvalidInputError
+from motion_relevance.models.spec import InputSpec, labels_from_lines
 
 
 def _by_preprocessing() -> dict[str, InputSpec]:
@@ -151,3 +152,61 @@ def test_a_constant_frame_gives_the_normalised_constant() -> None:
         for c, v in enumerate((10, 128, 250)):
             want = (v * spec.scale - spec.mean[c]) / spec.std[c]
             assert torch.allclose(out[0, c], torch.full_like(out[0, c], want), atol=1e-5 * unit(spec)), name
+
+
+# ---------------------------------------------------------------------------------------------
+# what the presets never reach: resizes smaller than the crop, odd margins, bad frames
+# (found by the mutation run, docs/testing.md)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_resize_smaller_than_the_crop_is_enlarged_before_cropping() -> None:
+    """resize (6, 10) for a (8, 8) input: the resized frame is enlarged with plain bilinear
+    (no antialiasing needed when enlarging) to (8, 10), then centre-cropped."""
+    spec = InputSpec(frames=2, size=(8, 8), resize=(6, 10), mean=(0.2, 0.4, 0.6), std=(0.3, 0.2, 0.1))
+    frames = frames_of((30, 40), seed=3)
+    out = spec.preprocess(frames).double().numpy()
+    expected = np.empty_like(out)
+    for f in range(2):
+        for c in range(3):
+            plane = pil_resize(pil_resize(frames[0, f, :, :, c].astype(np.float64), (6, 10)), (8, 10))
+            expected[0, c, f] = (plane[:, 1:9] * spec.scale - spec.mean[c]) / spec.std[c]
+    assert float(np.abs(out - expected).max()) <= TOL * unit(spec)
+
+
+def test_crop_box_with_odd_margins() -> None:
+    spec = InputSpec(frames=2, size=(7, 7), resize=(10, 12))
+    top, left, height, width = spec.crop_box(20, 36)
+    assert (top, left, height, width) == pytest.approx((1 * 2.0, 2 * 3.0, 7 * 2.0, 7 * 3.0))
+    short = InputSpec(frames=2, size=(5, 5), resize=8)
+    # short side 10 -> 8, long side 15 -> 12: margins 1 (top, 3 // 2) and 3 (left, 7 // 2)
+    assert short.crop_box(10, 15) == pytest.approx((1 * 1.25, 3 * 1.25, 5 * 1.25, 5 * 1.25))
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 9, 3), (1, 9, 1, 3), (1, 1, 1, 3)])
+def test_one_frame_one_row_and_one_column_are_valid(shape: tuple[int, ...]) -> None:
+    spec = InputSpec(frames=1, size=(4, 4))
+    frames = np.random.default_rng(4).integers(0, 256, shape, dtype=np.uint8)
+    out = spec.preprocess(frames)
+    assert tuple(out.shape) == (1, 3, shape[0], 4, 4)
+    assert float(np.abs(out.double().numpy() - oracle(spec, frames[None])).max()) <= TOL * unit(spec)
+
+
+@pytest.mark.parametrize(
+    ("frames", "words"),
+    [
+        (np.zeros((2, 8, 8, 4), np.uint8), r"frames must be uint8 \(T, H, W, 3\) or \(N, T, H, W, 3\) RGB, got shape \(1, 2, 8, 8, 4\)"),
+        (np.zeros((8, 8, 3), np.uint8), r"got shape \(8, 8, 3\)"),
+        (np.zeros((2, 8, 8, 3), np.float32), r"frames must be uint8, got torch.float32"),
+        (np.zeros((0, 8, 8, 3), np.uint8), r"frames are empty: shape \(1, 0, 8, 8, 3\)"),
+        (np.zeros((2, 0, 8, 3), np.uint8), r"frames are empty: shape \(1, 2, 0, 8, 3\)"),
+        (np.zeros((2, 8, 0, 3), np.uint8), r"frames are empty: shape \(1, 2, 8, 0, 3\)"),
+    ],
+)
+def test_bad_frames_are_one_line_errors(frames: np.ndarray, words: str) -> None:
+    with pytest.raises(InvalidInputError, match=words):
+        InputSpec(frames=2, size=(4, 4)).preprocess(frames)
+
+
+def test_labels_from_lines_skips_blank_lines() -> None:
+    assert labels_from_lines(["walk\n", "  \n", " run ", ""]) == ("walk", "run")
