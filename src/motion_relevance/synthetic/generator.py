@@ -77,6 +77,9 @@ class SyntheticBatch:
     ``appearance`` key shape, the ``shortcut`` colour cue); all False for ``motion``."""
     cues: np.ndarray
     """int64 ``(N,)``: the cue colour's class for ``shortcut``, -1 otherwise."""
+    directions: np.ndarray
+    """int64 ``(N,)``: the moving object's direction class (``motion``/``shortcut``; equal to
+    the label unless ``motion_agreement`` was given), -1 for ``appearance``."""
     variant: str
     split: str
     seed: int
@@ -94,12 +97,21 @@ def generate(
     start: int = 0,
     frames: int = FRAMES,
     size: int = SIZE,
-    cue_agreement: float | None = None,
+    cue_agreement: float | np.ndarray | None = None,
+    motion_agreement: float | np.ndarray | None = None,
 ) -> SyntheticBatch:
     """Clips ``start .. start + n - 1`` of ``variant``/``split``, deterministic from ``seed``.
 
     ``cue_agreement`` (``shortcut`` only): probability that the cue colour matches the label;
     None means 0.9 for ``train``/``val`` and chance (uniformly random cue) for ``test``.
+
+    ``motion_agreement`` (``shortcut`` only): probability that the moving object's direction
+    matches the label (otherwise one of the other directions). None keeps the classic variant
+    (direction = label). When it is given, both agreements may also be per-clip arrays of
+    shape ``(n,)``, and the direction and cue are drawn from a side stream
+    (``default_rng([seed, split, variant, index, 1])``), so the same clip index renders the
+    same scene whatever the agreements: only the direction and the cue colour change. That is
+    what the graded-reliance models train on and what their interventions use.
     """
     _check_variant(variant)
     if split not in SPLITS:
@@ -115,23 +127,35 @@ def generate(
     k = len(labels(variant))
     if cue_agreement is None:
         cue_agreement = 1.0 / k if split == "test" else TRAIN_CUE_AGREEMENT
-    if not 0.0 <= cue_agreement <= 1.0:
-        raise InvalidInputError(f"cue_agreement must be in [0, 1], got {cue_agreement}")
+    graded = motion_agreement is not None
+    if graded and variant != "shortcut":
+        raise InvalidInputError("motion_agreement applies to the shortcut variant only")
+    cue_p = _agreement(cue_agreement, n, "cue_agreement", per_clip=graded)
+    motion_p = _agreement(motion_agreement, n, "motion_agreement", per_clip=True) if graded else None
 
     out_frames = np.empty((n, frames, size, size, 3), dtype=np.uint8)
     seg = np.empty((n, frames, size, size), dtype=np.uint8)
     key = np.zeros((n, frames, size, size), dtype=bool)
     label_arr = np.empty(n, dtype=np.int64)
     cues = np.full(n, -1, dtype=np.int64)
+    directions = np.full(n, -1, dtype=np.int64)
     vid, sid = VARIANTS.index(variant), SPLITS.index(split)
     for j in range(n):
         index = start + j
         rng = np.random.default_rng([seed, sid, vid, index])
         label = index % k
         label_arr[j] = label
-        cue = _cue(rng, label, k, cue_agreement) if variant == "shortcut" else -1
+        direction = None
+        if motion_p is not None:
+            side = np.random.default_rng([seed, sid, vid, index, 1])
+            cue = _cue(side, label, k, float(cue_p[j]))
+            direction = _cue(side, label, k, float(motion_p[j]))
+        else:
+            cue = _cue(rng, label, k, float(cue_p[0])) if variant == "shortcut" else -1
         cues[j] = cue
-        out_frames[j], seg[j], key_index = _render(variant, rng, label, cue, frames, size)
+        directions[j] = label if direction is None and variant != "appearance" else (
+            -1 if direction is None else direction)
+        out_frames[j], seg[j], key_index = _render(variant, rng, label, cue, frames, size, direction)
         if key_index is not None:
             key[j] = seg[j] == key_index
     motion = temporal_dilation(seg == MOVING)
@@ -142,6 +166,7 @@ def generate(
         segmentation=seg,
         key_mask=key,
         cues=cues,
+        directions=directions,
         variant=variant,
         split=split,
         seed=seed,
@@ -156,6 +181,18 @@ def _check_variant(variant: str) -> None:
         raise UnknownNameError(
             f"unknown synthetic variant {variant!r}; choose one of {', '.join(VARIANTS)}"
         )
+
+
+def _agreement(value: float | np.ndarray, n: int, name: str, *, per_clip: bool) -> np.ndarray:
+    """A probability (or ``n`` per-clip probabilities) checked to lie in [0, 1]."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 1 and not per_clip:
+        raise InvalidInputError(f"{name} must be a number unless motion_agreement is given")
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
+        raise InvalidInputError(f"{name} must be a number or an array of shape ({n},), got shape {arr.shape}")
+    if not np.all((arr >= 0.0) & (arr <= 1.0)):
+        raise InvalidInputError(f"{name} must be in [0, 1], got {value}")
+    return np.broadcast_to(arr, (n,))
 
 
 def _cue(rng: np.random.Generator, label: int, k: int, agreement: float) -> int:
@@ -210,9 +247,17 @@ def _place(
 
 
 def _render(
-    variant: str, rng: np.random.Generator, label: int, cue: int, frames: int, size: int
+    variant: str,
+    rng: np.random.Generator,
+    label: int,
+    cue: int,
+    frames: int,
+    size: int,
+    direction: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """Draw one clip; returns frames (T, H, W, 3) uint8, segmentation (T, H, W), key value."""
+    """Draw one clip; returns frames (T, H, W, 3) uint8, segmentation (T, H, W), key value.
+
+    ``direction`` overrides the moving object's direction (default: the label)."""
     base = rng.uniform(60.0, 190.0, 3).astype(np.float32)
     canvas = base[None, None, :] + _texture(rng, size, 30.0, 12.0)
     seg_static = np.zeros((size, size), dtype=np.uint8)
@@ -227,7 +272,7 @@ def _render(
     else:
         statics = [(str(rng.choice(LABEL_SHAPES)), False) for _ in range(2)]
         moving_shape = str(rng.choice(LABEL_SHAPES))
-        direction = label
+        direction = label if direction is None else direction
     taken: list[tuple[int, int, int]] = []
     key_value: int | None = None
     value = 2
@@ -285,7 +330,36 @@ __all__ = [
     "SPLITS",
     "TRAIN_CUE_AGREEMENT",
     "VARIANTS",
+    "InterventionClips",
     "SyntheticBatch",
     "generate",
+    "intervention_clips",
     "labels",
 ]
+
+
+@dataclass(frozen=True)
+class InterventionClips:
+    """Three renderings of the same ``shortcut`` scenes for measuring a model's reliance.
+
+    ``agree``: the direction and the cue colour both carry the label; ``motion_wrong``: the
+    same scenes with the moving object going in another direction (cue still right);
+    ``cue_wrong``: the same scenes with another cue colour (direction still right).
+    """
+
+    agree: SyntheticBatch
+    motion_wrong: SyntheticBatch
+    cue_wrong: SyntheticBatch
+
+
+def intervention_clips(
+    n: int, *, split: str = "test", seed: int = 0, start: int = 0, frames: int = FRAMES,
+    size: int = SIZE,
+) -> InterventionClips:
+    """``n`` ``shortcut`` scenes rendered three ways (see :class:`InterventionClips`)."""
+    def render(motion: float, cue: float) -> SyntheticBatch:
+        return generate("shortcut", n, split=split, seed=seed, start=start, frames=frames,
+                        size=size, motion_agreement=motion, cue_agreement=cue)
+
+    return InterventionClips(agree=render(1.0, 1.0), motion_wrong=render(0.0, 1.0),
+                             cue_wrong=render(1.0, 0.0))
