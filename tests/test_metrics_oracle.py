@@ -258,3 +258,19 @@ def test_remove_voxels_leaves_everything_else() -> None:
     assert torch.equal(out[keep], clips[keep])
     mean = clips.mean(dim=2, keepdim=True).expand_as(clips)
     assert torch.allclose(out[~keep], mean[~keep])
+
+
+def test_thresholds_use_the_sample_std() -> None:
+    """Magnitudes 0 x 6, 3, 1.06: the std is 1.004 with ddof=0 and 1.073 with ddof=1, so 1.06
+    is above the threshold only if the population std were used (found by the mutation run)."""
+    values = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 1.06])
+    assert float(values.std(correction=0)) < 1.06 < float(values.std(correction=1))
+    relevance = values.reshape(1, 1, 2, 2, 2)
+    assert threshold_explanation(relevance).flatten().tolist() == [False] * 6 + [True, False]
+
+
+def test_flow_mask_uses_the_sample_std(monkeypatch: pytest.MonkeyPatch) -> None:
+    mag = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 1.06], dtype=np.float32).reshape(1, 2, 4)
+    monkeypatch.setattr(flow_module, "flow_magnitude", lambda frames: mag)
+    got = flow_mask(np.zeros((1, 2, 4, 3), dtype=np.uint8))
+    assert got.ravel().tolist() == [False] * 6 + [True, False]
