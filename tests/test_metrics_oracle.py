@@ -274,3 +274,70 @@ def test_flow_mask_uses_the_sample_std(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(flow_module, "flow_magnitude", lambda frames: mag)
     got = flow_mask(np.zeros((1, 2, 4, 3), dtype=np.uint8))
     assert got.ravel().tolist() == [False] * 6 + [True, False]
+
+
+# edge cases the mutation run found unpinned: tiny totals, one voxel, nothing at all
+
+
+def test_ratios_at_their_smallest_denominators() -> None:
+    # F1 with p + r < 1
+    assert f1_score(torch.tensor([0.2]), torch.tensor([0.3])).item() == pytest.approx(0.24)
+    # sparsity of a base with one non-zero voxel
+    base = torch.zeros(2, 3, 2, 2, 2)
+    base[0, 1, 1, 0, 1] = 0.5
+    base[1, :, 0] = 1.0  # 4 voxels
+    selective = base.clone()
+    selective[1, :, 0, 0] = 0.0  # keeps 2 of 4
+    assert sparsity_ratio(base, selective).tolist() == pytest.approx([1.0, 0.5])
+    # mask precision with a total below 1
+    r = torch.zeros(1, 2, 1, 2, 2)
+    r[0, 0, 0, 0, 0], r[0, 1, 0, 1, 1] = 0.1, -0.3
+    mask = torch.zeros(1, 1, 2, 2, dtype=torch.bool)
+    mask[0, 0, 1, 1] = True
+    assert mask_precision(r, mask).item() == pytest.approx(0.75)
+
+
+def test_recall_with_small_relevance_and_several_clips() -> None:
+    rel = torch.zeros(3, 1, 1, 2, 2)
+    rel[0, 0, 0, 0] = torch.tensor([0.2, 0.1])  # on the object: 0.3, kept 0.2
+    rel[1, 0, 0, 0] = torch.tensor([0.05, 0.05])  # on the object: 0.1, kept 0.1
+    truth = torch.zeros(3, 1, 2, 2, dtype=torch.bool)
+    truth[:, 0, 0] = True
+    motion = rel.clone()
+    motion[0, 0, 0, 0, 1] = 0.0
+    got = selective_recall(rel, motion, truth)
+    assert got[:2].tolist() == pytest.approx([2 / 3, 1.0])
+    assert torch.isnan(got[2])
+
+
+def test_nothing_relevant_is_nothing_positive() -> None:
+    """An all-zero explanation: no voxel above its (zero) std, every precision undefined."""
+    r = torch.zeros(1, 3, 2, 4, 4)
+    truth = torch.ones(1, 2, 4, 4, dtype=torch.bool)
+    assert not threshold_explanation(r).any()
+    fp = flow_precision(r, truth, truth)
+    assert torch.isnan(fp.base).all() and torch.isnan(fp.selective).all()
+    assert fp.base_positives.item() == 0
+    assert torch.isnan(mask_precision(r, truth)).all()
+
+
+def test_flow_precision_with_one_positive_voxel() -> None:
+    r = torch.zeros(2, 1, 1, 3, 3)
+    r[:, 0, 0, 1, 1] = 5.0  # the only voxel above the std
+    truth = torch.zeros(2, 1, 3, 3, dtype=torch.bool)
+    truth[0, 0, 1, 1] = True
+    fp = flow_precision(r, truth, torch.ones_like(truth))
+    assert fp.base.tolist() == [1.0, 0.0] and fp.base_positives.tolist() == [1, 1]
+
+
+def test_flow_mask_of_still_frames_is_empty_and_reads_the_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    frames = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+
+    def magnitude(f: np.ndarray) -> np.ndarray:
+        seen.append(f)
+        return np.zeros((2, 4, 4), dtype=np.float32)
+
+    monkeypatch.setattr(flow_module, "flow_magnitude", magnitude)
+    assert not flow_mask(frames).any()  # zero flow is not above a zero std
+    assert seen[0] is frames
