@@ -5,7 +5,7 @@ size (random uint8 frames through ``spec.preprocess``), then ``lrp_epsilon_plus_
 ``lrp_alpha2_beta1`` with ``ignore_bias=True``. The table gives the sum of the input relevance,
 the explained logit and their relative difference; a preset where a method is refused, or
 where the check of ``explain`` rejects the map, shows the one-line error instead. ``--real-i3d``
-adds I3D with its Kinetics-400 weights (``make weights``), ``--budget`` prints the per-layer
+adds I3D with its Kinetics-400 weights (``make weights``, first), ``--budget`` prints the per-layer
 relevance budget of the first rows that miss the tolerance.
 
     nice -n 10 python benchmarks/lrp_conservation.py                  # all presets, minutes
@@ -68,7 +68,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     runs: list[tuple[str, str | None]] = [(p, "random") for p in args.presets]
     if args.real_i3d:
-        runs.append(("i3d-kinetics400", None))
+        runs.insert(0, ("i3d-kinetics400", None))
     print("| preset | method | time | result |\n|---|---|---|---|", flush=True)
     for preset, weights in runs:
         for method in args.methods:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.video.resnet import BasicBlock, Conv3DSimple
 
-from motion_relevance.attribution import explain
+from motion_relevance.attribution import explain, lrp
 from motion_relevance.attribution.lrp import RTOL, RelevanceCheckError
 from motion_relevance.errors import InvalidInputError, MotionRelevanceError
 from motion_relevance.models.i3d import InceptionI3d
@@ -101,17 +102,68 @@ def test_nan_relevance_raises() -> None:
             explain(net, x, "lrp_alpha2_beta1", ignore_bias=ignore_bias)
 
 
-def test_layer_norm_models_are_refused() -> None:
-    class Normed(TinyNet):
+class TinyTransformer(nn.Module):
+    """Patch embedding, then two pre-norm blocks written like torchvision's video transformers:
+    functional attention (``F.linear`` on the layer's weights, softmax, ``@``), residual ``+``,
+    layer norms, a GELU MLP, a positional table added, mean pooling over tokens."""
+
+    def __init__(self, dim: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Conv3d(3, dim, (2, 4, 4), stride=(2, 4, 4))
+        self.pos = nn.Parameter(torch.randn(1, 48, dim) * 0.1)
+        self.heads = heads
+        self.blocks = nn.ModuleList()
+        for _ in range(2):
+            self.blocks.append(nn.ModuleDict({
+                "norm1": nn.LayerNorm(dim), "qkv": nn.Linear(dim, 3 * dim), "proj": nn.Linear(dim, dim),
+                "norm2": nn.LayerNorm(dim), "mlp": nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim)),
+            }))  # fmt: skip
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 4)
+        for m in self.modules():  # zero biases, as torchvision initialises its video transformers
+            if isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x).flatten(2).transpose(1, 2) + self.pos  # (N, 48, dim)
+        n, t, c = x.shape
+        for b in self.blocks:
+            q, k, v = F.linear(b["norm1"](x), b["qkv"].weight, b["qkv"].bias).reshape(n, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            attn = (q * (c // self.heads) ** -0.5) @ k.transpose(-2, -1)
+            y = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(n, t, c)
+            x = x + F.linear(y, b["proj"].weight, b["proj"].bias)
+            x = x + b["mlp"](b["norm2"](x))
+        return self.head(self.norm(x).mean(dim=1))
+
+
+@pytest.mark.parametrize("method", ["lrp_epsilon_plus_flat", "lrp_alpha2_beta1"])
+def test_attention_rules_conserve_through_a_transformer(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    net, x = model(TinyTransformer), clip((6, 16, 16))
+    expl = explain(net, x, method, ignore_bias=True, layer_budget=True)
+    logit = float(expl.logits[0, expl.target[0]])
+    assert float(expl.relevance.double().sum()) == pytest.approx(logit, rel=RTOL)
+    by_name = assert_layers_conserve(expl.options["layer_sums"], logit)
+    assert by_name["head"]["relevance_out"] == pytest.approx(logit, rel=1e-5)
+    assert {"blocks.0.norm1", "blocks.1.mlp.0", "embed"} <= set(by_name)
+    # with biases in the rules, the positional table takes a share (it is a constant added), reported
+    assert abs(explain(net, x, method).options["bias_share"][0]) > 0.01
+    # the same model through Zennit's module rules alone: attention, residual + and layer norm
+    # see plain gradients, and the check rejects the map
+    monkeypatch.setattr(lrp, "uses_attention_rules", lambda m: False)
+    with pytest.raises(RelevanceCheckError, match="TinyTransformer"):
+        explain(net, x, method, ignore_bias=True)
+
+
+def test_multihead_attention_and_deep_taylor_on_transformers_are_refused() -> None:
+    class WithMHA(TinyNet):
         def __init__(self) -> None:
             super().__init__()
-            self.norm = nn.LayerNorm(32)
+            self.mha = nn.MultiheadAttention(32, 4, batch_first=True)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(self.norm(self.pool(torch.relu(self.conv2(torch.relu(self.conv1(x))))).flatten(1)))
-
-    with pytest.raises(InvalidInputError, match="lrp_epsilon_plus_flat is not supported for Normed: it contains LayerNorm"):
-        explain(model(Normed), clip(), "lrp_epsilon_plus_flat")
+    with pytest.raises(InvalidInputError, match=r"not supported for WithMHA: nn\.MultiheadAttention"):
+        explain(model(WithMHA), clip(), "lrp_epsilon_plus_flat")
+    with pytest.raises(InvalidInputError, match="deep_taylor is not supported for TinyTransformer"):
+        explain(model(TinyTransformer), clip((6, 16, 16)), "deep_taylor")
 
 
 @pytest.mark.parametrize("method", LRP_METHODS)

@@ -48,20 +48,28 @@ of the weights.
 logit. ``explanation.options`` gets ``relevance_sum`` per clip and, with biases in the rules,
 ``bias_share`` (the fraction of the logit the biases took). ``layer_budget=True`` adds
 ``layer_sums``: the relevance entering and leaving every layer (``LayerBudget``), to find where a
-model loses or creates relevance. Video transformers (torchvision's MViT and Swin3D) and any
-model with ``nn.LayerNorm`` or ``nn.MultiheadAttention`` are refused up front
-(``refuse_unsupported``): attention, softmax, layer norm and functional residual streams have no
-conserving rules here.
+model loses or creates relevance.
+
+**Transformers.** Models with a layer norm (torchvision's MViT and Swin3D) are explained with
+the first layer's Zennit rule and ``AttentionRules`` for everything else: rules for the
+functional operations of attention, layer norm and the residual stream (epsilon rule for linear
+maps with layer norm's scale held constant, attention weights as constants as in CP-LRP, sums
+split in proportion, products split evenly, GELU passing relevance). ``deep_taylor`` (z+ rules
+for ReLU activations) and ``nn.MultiheadAttention`` (one fused kernel) are refused up front
+(``refuse_unsupported``). With ``ignore_bias=True`` and *non-zero* biases a transformer can
+amplify relevance where a unit's bias-free part is tiny; the check rejects such maps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from zennit.attribution import Gradient
 from zennit.composites import NameLayerMapComposite, layer_map_base
 from zennit.core import Hook
@@ -174,7 +182,9 @@ _STABLE = RelativeStabilizer(STABILIZER)
 
 
 def _composite(kind: str, structure: ModelStructure, opts: dict[str, Any],
-               bounds: tuple[torch.Tensor, torch.Tensor] | None) -> NameLayerMapComposite:
+               bounds: tuple[torch.Tensor, torch.Tensor] | None, first_only: bool = False) -> NameLayerMapComposite:
+    """The method's rules by layer; ``first_only``: a rule for the first layer alone (the
+    transformer path, where ``AttentionRules`` handles everything else)."""
     zero = ["bias"] if opts["ignore_bias"] else None
     if kind == "deep_taylor":
         hidden: Hook = ZPlus(stabilizer=_STABLE, zero_params=zero)
@@ -191,6 +201,8 @@ def _composite(kind: str, structure: ModelStructure, opts: dict[str, Any],
     low, high = bounds if bounds is not None else (None, None)
     first = _first_layer_rule(kind, structure, low, high, zero)
     name_map: list[tuple[tuple[str, ...], Hook]] = [((structure.first_layer,), first)]
+    if first_only:
+        return NameLayerMapComposite(name_map=name_map, layer_map=[], canonizers=video_canonizers(structure))
     if structure.last_layer != structure.first_layer:
         name_map.append(((structure.last_layer,), classifier))
     layer_map = [
@@ -199,6 +211,209 @@ def _composite(kind: str, structure: ModelStructure, opts: dict[str, Any],
         (torch.nn.Linear, dense),
     ]
     return NameLayerMapComposite(name_map=name_map, layer_map=layer_map, canonizers=video_canonizers(structure))
+
+
+# ---------------------------------------------------------------------------------------------
+# transformers: rules for functional operations
+# ---------------------------------------------------------------------------------------------
+
+
+def _requires_grad(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.requires_grad
+
+
+class _EpsilonMap(torch.autograd.Function):
+    """Epsilon rule for a map ``fn(x, weight, bias)`` linear in ``x`` (linear layer, convolution,
+    layer norm with its scale held, ``A @ v`` with ``A`` constant, average pooling): relevance
+    goes to ``x_i`` in proportion to its contribution; the bias takes its share unless ignored."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, fn: Callable[..., torch.Tensor], weight: Any, bias: Any,  # type: ignore[override]
+                stabilizer: RelativeStabilizer, ignore_bias: bool) -> torch.Tensor:
+        with torch.enable_grad():
+            leaf = x.detach().clone().requires_grad_()  # a copy: x may be changed in place later
+            z = fn(leaf, weight, None if ignore_bias else bias)
+        ctx.saved = (leaf, z, stabilizer)
+        with torch.no_grad():
+            return fn(x, weight, bias) if bias is not None and ignore_bias else z.detach().clone()
+
+    @staticmethod
+    def backward(ctx: Any, relevance: torch.Tensor) -> tuple:  # type: ignore[override]
+        leaf, z, stabilizer = ctx.saved
+        (grad,) = torch.autograd.grad(z, leaf, relevance / stabilizer(z.detach()))
+        return leaf.detach() * grad, None, None, None, None, None
+
+
+class _PassThrough(torch.autograd.Function):
+    """Identity rule: relevance passes element-wise (GELU and other activations, scaling by a
+    constant, a constant added with ``ignore_bias``)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        return fn(x)
+
+    @staticmethod
+    def backward(ctx: Any, relevance: torch.Tensor) -> tuple:  # type: ignore[override]
+        return relevance, None
+
+
+class _Split(torch.autograd.Function):
+    """Two variable operands: a sum splits relevance in proportion to each operand's part
+    (Zennit's ``Sum`` rule), a product (``*``, ``@``) gives each half of every term's share
+    (the uniform rule of AttnLRP)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, fn: Callable[..., torch.Tensor], half: bool,  # type: ignore[override]
+                stabilizer: RelativeStabilizer) -> torch.Tensor:
+        with torch.enable_grad():
+            la, lb = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+            y = fn(la, lb)
+        ctx.saved = (la, lb, y, half, stabilizer)
+        return y.detach().clone()
+
+    @staticmethod
+    def backward(ctx: Any, relevance: torch.Tensor) -> tuple:  # type: ignore[override]
+        la, lb, y, half, stabilizer = ctx.saved
+        share = relevance / stabilizer(y.detach())
+        ga, gb = torch.autograd.grad(y, (la, lb), share / 2 if half else share)
+        return la.detach() * ga, lb.detach() * gb, None, None, None
+
+
+def _layer_norm_held_scale(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                           shape: tuple[int, ...], eps: float) -> torch.Tensor:
+    """Layer norm with its standard deviation held constant: a linear map of ``x`` (centring,
+    scaling) plus the bias, equal to ``F.layer_norm`` in value."""
+    dims = tuple(range(x.ndim - len(shape), x.ndim))
+    std = (x.detach().var(dim=dims, unbiased=False, keepdim=True) + eps).sqrt()
+    y = (x - x.mean(dim=dims, keepdim=True)) / std
+    if weight is not None:
+        y = y * weight
+    return y if bias is None else y + bias
+
+
+_T = torch.Tensor
+_ACTIVATIONS = {F.gelu, F.silu, F.relu, torch.relu, _T.relu, F.hardswish}
+_SOFTMAX = {F.softmax, torch.softmax, _T.softmax}
+_POOLS = {F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
+_LINEAR = {F.linear, F.conv1d, F.conv2d, F.conv3d}
+_CONV_ARGS = ("stride", "padding", "dilation", "groups")
+# operator -> (plain out-of-place function, kind); reflected operators swap their operands
+_BINARY: dict[Any, tuple[Callable[..., torch.Tensor], str]] = {
+    **{f: (torch.add, "sum") for f in (torch.add, _T.add, _T.__add__, _T.__iadd__, _T.add_)},
+    **{f: (torch.sub, "sum") for f in (torch.sub, _T.sub, _T.__sub__, _T.__isub__, _T.sub_)},
+    **{f: (torch.mul, "product") for f in (torch.mul, _T.mul, _T.__mul__, _T.__imul__, _T.mul_)},
+    **{f: (torch.div, "divide") for f in (torch.div, _T.div, _T.__truediv__, _T.__itruediv__, _T.div_)},
+    **{f: (torch.matmul, "matmul") for f in (torch.matmul, _T.matmul, _T.__matmul__, torch.bmm, _T.bmm)},
+}
+_IN_PLACE = {_T.__iadd__, _T.add_, _T.__isub__, _T.sub_, _T.__imul__, _T.mul_, _T.__itruediv__, _T.div_}
+_REFLECTED: dict[Any, tuple[Callable[..., torch.Tensor], str]] = {
+    _T.__radd__: (torch.add, "sum"), _T.__rmul__: (torch.mul, "product"), _T.__rsub__: (torch.sub, "sum"),
+}
+
+
+class AttentionRules(TorchFunctionMode):
+    """LRP rules for the functional operations of a transformer, applied while active.
+
+    Zennit's rules attach to modules, but a transformer's attention, residual stream and layer
+    norms are function calls (torchvision's Swin3D even calls ``F.linear`` on its layers' weights),
+    so here every such call is replaced by an autograd function whose backward computes that
+    operation's relevance (relevance travels as the gradient, as in Zennit):
+
+    * ``F.linear`` / ``F.conv*d`` with a weight of the model, layer norm (standard deviation
+      held constant, so it is a linear map), average pooling, and ``A @ v`` with one constant
+      operand: epsilon rule, biases left out with ``ignore_bias``;
+    * softmax: its output is a constant (attention weights pass no relevance to queries and
+      keys, as in CP-LRP; all of it goes to the values);
+    * ``a + b`` of two variables (residual streams): split in proportion to ``a`` and ``b``; a
+      constant added (positional tables, masks) is a bias: ignored with ``ignore_bias``, else it
+      takes its share;
+    * ``a * b`` and ``a @ b`` of two variables: half each (uniform rule); scaling by a constant
+      and activations (GELU): relevance passes unchanged.
+
+    The first layer is left to its Zennit rule (``skip``). Operations not listed keep their
+    gradient, which is exact for reshaping, concatenation, padding, rolling and max pooling.
+    """
+
+    def __init__(self, model: nn.Module, stabilizer: RelativeStabilizer, ignore_bias: bool,
+                 skip: nn.Module | None = None) -> None:
+        super().__init__()
+        skipped = {id(p) for p in skip.parameters()} if skip is not None else set()
+        self.weights = {id(p) for p in model.parameters()} - skipped
+        self.stabilizer = stabilizer
+        self.ignore_bias = ignore_bias
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        if not torch.is_grad_enabled() or not (
+            any(_requires_grad(a) for a in args) or any(_requires_grad(v) for v in kwargs.values())
+        ):
+            return func(*args, **kwargs)
+        if func in _LINEAR:
+            return self._linear(func, args, kwargs)
+        if func is F.layer_norm:
+            bound = dict(zip(("input", "normalized_shape", "weight", "bias", "eps"), args, strict=False)) | kwargs
+            shape, eps = tuple(bound["normalized_shape"]), bound.get("eps", 1e-5)
+
+            def norm(v: torch.Tensor, w: Any, b: Any) -> torch.Tensor:
+                return _layer_norm_held_scale(v, w, b, shape, eps)
+
+            return _EpsilonMap.apply(bound["input"], norm, bound.get("weight"), bound.get("bias"), self.stabilizer,
+                                     self.ignore_bias)
+        if func in _ACTIVATIONS:
+            rest = tuple(args[1:])
+            return _PassThrough.apply(args[0], lambda v: func(v, *rest, **kwargs))
+        if func in _SOFTMAX:
+            return func(*args, **kwargs).detach()
+        if func in _POOLS:
+            rest = tuple(args[1:])
+            return _EpsilonMap.apply(args[0], lambda v, w, b: func(v, *rest, **kwargs), None, None, self.stabilizer, True)
+        if func in (torch.neg, _T.neg, _T.__neg__):
+            return _PassThrough.apply(args[0], torch.neg)
+        if func is F.scaled_dot_product_attention:
+            raise InvalidInputError(
+                "LRP does not support F.scaled_dot_product_attention (the attention weights are not visible); "
+                "use saliency, integrated_gradients or gradcam"
+            )
+        if (func in _BINARY or func in _REFLECTED) and len(args) + len(kwargs) == 2:
+            out = self._binary(func, args, kwargs)
+            if func in _IN_PLACE:  # the caller may rely on the mutation: write the result back
+                return args[0].copy_(out)
+            return out
+        return func(*args, **kwargs)
+
+    def _linear(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        names = ("input", "weight", "bias", *(() if func is F.linear else _CONV_ARGS))
+        bound = dict(zip(names, args, strict=False)) | kwargs
+        weight = bound.get("weight")
+        if id(weight) not in self.weights or _requires_grad(weight):
+            return func(*args, **kwargs)
+        extra = {k: v for k, v in bound.items() if k not in ("input", "weight", "bias")}
+
+        def apply(v: torch.Tensor, w: torch.Tensor, b: Any) -> torch.Tensor:
+            return func(v, w, b, **extra)
+
+        return _EpsilonMap.apply(bound["input"], apply, weight, bound.get("bias"), self.stabilizer, self.ignore_bias)
+
+    def _binary(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        values = [*args, *kwargs.values()]
+        plain, kind = _BINARY[func] if func in _BINARY else _REFLECTED[func]
+        a, b = (values[1], values[0]) if func in _REFLECTED else (values[0], values[1])
+        va, vb = _requires_grad(a), _requires_grad(b)
+        if va and vb:
+            if kind == "divide":
+                return plain(a, b)  # a ratio of two variables has no rule here: its gradient
+            return _Split.apply(a, b, plain, kind != "sum", self.stabilizer)
+        var, const = (a, b) if va else (b, a)
+
+        def with_const(v: torch.Tensor, *_: Any) -> torch.Tensor:
+            return plain(v, const) if va else plain(const, v)
+
+        if kind == "matmul":
+            return _EpsilonMap.apply(var, with_const, None, None, self.stabilizer, True)
+        if kind in ("product", "divide") or self.ignore_bias:
+            return _PassThrough.apply(var, with_const)
+        constant = torch.as_tensor(const, dtype=var.dtype, device=var.device)
+        return _Split.apply(var if va else constant, var if vb else constant, plain, False, self.stabilizer)
 
 
 class RelevanceCheckError(InvalidInputError):
@@ -211,34 +426,27 @@ class RelevanceCheckError(InvalidInputError):
         self.explained = explained
 
 
-# Architectures whose operations have no conserving rule here: attention (softmax of products
-# of two activations), layer norm and the functional residual streams of video transformers.
-# Zennit attaches rules to modules only, and torchvision's transformers run their attention with
-# functional calls on the layers' weights, so the rules would not even see those layers.
-_UNSUPPORTED: tuple[tuple[str, str, str], ...] = (
-    ("torchvision.models.video.mvit", "MViT", "MViT"),
-    ("torchvision.models.video.swin_transformer", "SwinTransformer3d", "Swin3D"),
-)
-_MISSING = (
-    "it has no conserving LRP rules for attention (softmax of query-key products), layer norm and the "
-    "residual token streams (measured: NaN or relevance of 1e20 for a logit of 1); use saliency, "
-    "integrated_gradients or gradcam for this model"
-)
-
-
 def refuse_unsupported(model: nn.Module, method: str) -> None:
-    """Raise a one-line error before any work when ``model`` contains an architecture LRP cannot
-    explain here (video transformers: attention, layer norm), or any ``nn.MultiheadAttention`` /
-    ``nn.LayerNorm`` module."""
+    """Raise a one-line error before any work where ``method`` cannot explain ``model``:
+    ``nn.MultiheadAttention`` (its fused kernel hides the attention from the rules), and Deep
+    Taylor on transformers (its z+ rules assume non-negative, ReLU activations)."""
     for module in model.modules():
-        cls = type(module)
-        for where, name, shown in _UNSUPPORTED:
-            if cls.__name__ == name and cls.__module__ == where:
-                raise InvalidInputError(f"{method} is not supported for {shown} ({type(model).__name__}): {_MISSING}")
-        if isinstance(module, nn.MultiheadAttention | nn.LayerNorm):
+        if isinstance(module, nn.MultiheadAttention):
             raise InvalidInputError(
-                f"{method} is not supported for {type(model).__name__}: it contains {cls.__name__}, and {_MISSING}"
+                f"{method} is not supported for {type(model).__name__}: nn.MultiheadAttention runs attention in one "
+                "fused kernel that LRP rules cannot see into; use saliency, integrated_gradients or gradcam"
             )
+    if method == "deep_taylor" and uses_attention_rules(model):
+        raise InvalidInputError(
+            f"deep_taylor is not supported for {type(model).__name__}: its z+ rules assume ReLU activations, and a "
+            "transformer's layer norms and residual streams are signed; use lrp_epsilon_plus_flat or lrp_alpha2_beta1"
+        )
+
+
+def uses_attention_rules(model: nn.Module) -> bool:
+    """True for models LRP explains with the functional rules of ``AttentionRules`` (any model
+    with a layer norm: torchvision's MViT and Swin3D among them)."""
+    return any(isinstance(m, nn.LayerNorm) for m in model.modules())
 
 
 def check_relevance(relevance: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, model: nn.Module,
@@ -359,8 +567,13 @@ def _lrp(kind: str, method: str):
             raise InvalidInputError("LRP needs a model with at least one convolution or linear layer (nn.Module)")
         bounds = box_bounds(run, x, opts) if kind == "deep_taylor" else None
         onehot = F.one_hot(target, logits.shape[1]).to(x.dtype)
-        composite = _composite(kind, structure, opts, bounds)
-        with Gradient(model=run.model, composite=composite) as attributor:
+        attention = uses_attention_rules(run.model)
+        composite = _composite(kind, structure, opts, bounds, first_only=attention)
+        with contextlib.ExitStack() as stack:
+            attributor = stack.enter_context(Gradient(model=run.model, composite=composite))
+            if attention:
+                first = dict(run.model.named_modules())[structure.first_layer]
+                stack.enter_context(AttentionRules(run.model, RelativeStabilizer(opts["epsilon"]), opts["ignore_bias"], first))
             budget = LayerBudget(run.model) if opts.get("layer_budget") else None
             try:
                 _, relevance = attributor(x, lambda out: out.detach() * onehot)
