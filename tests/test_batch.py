@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -29,6 +30,7 @@ from motion_relevance.batch import (
 )
 from motion_relevance.errors import InvalidInputError, OutputError, UnknownNameError
 from motion_relevance.metrics.sparsity import sparsity_ratio
+from motion_relevance.motion_score import motion_score
 from motion_relevance.selective import selective_relevance
 from motion_relevance.video import read_video, sample_clips
 from tiny_models import FRAMES, LABELS, SIZE, build_tiny, make_dataset, write_clip
@@ -144,6 +146,7 @@ def test_rows_match_a_direct_explanation(reference, dataset: Path) -> None:
         got = rows.filter(pc.equal(rows["method"], method))
         prob = torch.softmax(expl.logits, 1).gather(1, expl.target[:, None])[:, 0]
         np.testing.assert_allclose(got.column("motion_share").to_pylist(), sel.motion_share.double(), rtol=1e-5)
+        np.testing.assert_allclose(got.column("motion_score").to_pylist(), motion_score(expl.relevance).double(), rtol=1e-5)
         np.testing.assert_allclose(got.column("probability").to_pylist(), prob.double(), rtol=1e-5)
         np.testing.assert_allclose(
             got.column("sparsity").to_pylist(), sparsity_ratio(expl.relevance, sel.motion), rtol=1e-6
@@ -167,6 +170,10 @@ def test_summary_is_the_mean_of_the_rows(reference) -> None:
         assert (s["videos"], s["clips"], s["failed_videos"]) == (1, 3, 1)
         assert math.isclose(s["motion_share_mean"], sum(left) / len(left), rel_tol=1e-12)
         assert math.isclose(s["motion_share_std"], float(np.std(left, ddof=1)), rel_tol=1e-9)
+        scores = [r["motion_score"] for r in rows if r["method"] == method and r["label"] == "left" and r["error"] is None]
+        assert math.isclose(s["motion_score_mean"], sum(scores) / len(scores), rel_tol=1e-12)
+        assert math.isclose(s["motion_score_std"], float(np.std(scores, ddof=1)), rel_tol=1e-9)
+        assert math.isclose(s["motion_score_video_mean"], s["motion_score_mean"], rel_tol=1e-12)  # one video
         still = summary[(method, "still")]
         assert (still["videos"], still["clips"], still["failed_videos"]) == (0, 0, 1)
         assert still["motion_share_mean"] is None
@@ -253,6 +260,42 @@ def test_existing_store_needs_resume_and_same_settings(reference, dataset: Path)
         run_batch(dataset, reference.store, model=build_tiny, methods=list(METHODS), sigma=2.0,
                   save_maps=True, resume=True)
     assert json.loads((reference.store / "run.json").read_text())["settings"]["sigma"] == 1.0
+    with pytest.raises(OutputError, match='ties="first", not "shared"'):
+        run_batch(dataset, reference.store, model=build_tiny, methods=list(METHODS), ties="shared",
+                  save_maps=True, resume=True)
+
+
+def test_a_store_without_the_motion_score_column_is_refused(reference, tmp_path: Path, dataset: Path) -> None:
+    out = tmp_path / "store"
+    shutil.copytree(reference.store, out)
+    described = json.loads((out / "run.json").read_text())
+    described["format"] = 1
+    for key in ("ties", "context_frames"):  # what an earlier version wrote
+        del described["settings"][key]
+    (out / "run.json").write_text(json.dumps(described))
+    with pytest.raises(OutputError, match=r"earlier version .* without the motion_score column") as info:
+        run_batch(dataset, out, model=build_tiny, methods=list(METHODS), save_maps=True, resume=True)
+    assert "\n" not in str(info.value)
+
+
+def test_context_frames_come_from_the_video(dataset: Path, tmp_path: Path) -> None:
+    model, spec = build_tiny()
+    longer = dataclasses.replace(spec, min_frames=2)
+    result = run_batch(dataset, tmp_path / "s", model=(model, longer), methods="saliency", threads=1,
+                       context_frames=2, ties="shared")
+    assert json.loads((tmp_path / "s" / "run.json").read_text())["settings"]["context_frames"] == 2
+    video = read_video(dataset.parent / "v1.mp4").frames
+    clips = sample_clips(read_video(dataset.parent / "v1.mp4"), spec)
+    rows = result.rows.filter(pc.equal(result.rows["row"], 1))
+    for k, window in enumerate(clips.windows):
+        first, last = window.frame_indices[0], window.frame_indices[-1]
+        context = tuple(
+            longer.preprocess(side) if len(side) else None for side in (video[max(0, first - 2) : first], video[last + 1 : last + 3])
+        )
+        expl = explain(model, longer.preprocess(clips.frames[k]), "saliency", spec=longer, context_frames=2,
+                       context=context, ties="shared")
+        assert rows["motion_share"][k].as_py() == pytest.approx(float(selective_relevance(expl.relevance).motion_share[0]), rel=1e-5)
+        assert rows["motion_score"][k].as_py() == pytest.approx(float(motion_score(expl.relevance)[0]), rel=1e-5)
 
 
 def test_a_second_run_on_the_same_store_is_refused(reference) -> None:
@@ -352,7 +395,7 @@ def test_cli_batch(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
     assert "done 3, failed 2, skipped 0 of 5 videos (18 clip rows)" in captured.out
-    assert "smoothgrad" in captured.out and "motion share" in captured.out
+    assert "smoothgrad" in captured.out and "motion share (paper)" in captured.out and "motion score" in captured.out
     rows = read_results(out)
     assert set(rows.column("sigma").to_pylist()) == {0.5}
     assert json.loads((out / "run.json").read_text())["settings"]["method_options"] == {"smoothgrad": {"samples": 2}}
@@ -367,6 +410,8 @@ def test_cli_batch(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
         (["--method", "saliency", "--model", "missing-preset"], "unknown model 'missing-preset'"),
         (["--method", "saliency", "--option", "saliency"], "--option must read METHOD.KEY=VALUE"),
         (["--method", "saliency", "--clip-batch", "0"], "clip_batch must be a positive integer"),
+        (["--method", "saliency", "--context-frames", "1"], "context_frames needs a model that accepts longer clips"),
+        (["--method", "saliency", "--ties", "middle"], "argument --ties: invalid choice"),
     ],
 )
 def test_cli_batch_bad_input(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:

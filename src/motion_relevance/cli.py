@@ -190,6 +190,11 @@ def _add_run_options(p: argparse.ArgumentParser, *, model_help: str, target_help
                    help="two-sided (abs) or one-sided (signed) derivative")
     p.add_argument("--target", default="auto", help=target_help)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--ties", choices=("first", "shared"), default="first",
+                   help="max-pool gradient at tied maxima: to the first (Captum/Zennit, default) or shared evenly")
+    p.add_argument("--context-frames", type=int, default=0, metavar="K",
+                   help="explain each clip with K real neighbouring frames on each side, cropped away "
+                   "(models that take longer clips only; default: 0)")
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, object]:
@@ -206,6 +211,8 @@ def _run_options(args: argparse.Namespace) -> dict[str, object]:
         "derivative": args.derivative,
         "target": args.target,
         "device": args.device,
+        "ties": args.ties,
+        "context_frames": args.context_frames,
     }
 
 
@@ -246,7 +253,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     top = result.predictions[0]
     print(f"prediction: {top.label or top.index} ({100 * top.probability:.1f}%); explained class: {result.target_label or result.target}")
     for m in result.methods:
-        print(f"{m.name:24s} motion share {100 * m.motion_share:5.1f}%  ({m.seconds:.1f} s)")
+        print(f"{m.name:24s} motion score {100 * m.motion_score:5.1f}%  motion share (paper) "
+              f"{100 * m.motion_share:5.1f}%  ({m.seconds:.1f} s)")
+    from motion_relevance.report.pipeline import MEANINGS
+
+    print(f"motion score: {MEANINGS['motion_score']}")
+    print(f"motion share (paper): {MEANINGS['motion_share']}")
     print(f"report: {result.report}")
     return 0
 
@@ -355,9 +367,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     )
     for row in result.summary.to_pylist():
         label = row["label"] if row["label"] is not None else "(no label)"
-        share = row["motion_share_mean"]
+        score, share = row["motion_score_mean"], row["motion_share_mean"]
+        shown_score = "-" if score is None else f"{score:.3f}"
         shown = "-" if share is None else f"{share:.3f}"
-        print(f"  {row['method']:24s} {label:24s} motion share {shown} over {row['clips']} clips, {row['videos']} videos")
+        print(f"  {row['method']:24s} {label:24s} motion score {shown_score}  motion share (paper) {shown} "
+              f"over {row['clips']} clips, {row['videos']} videos")
     return 0
 
 

@@ -32,6 +32,7 @@ from motion_relevance.checks import one_of, optional_positive_int, positive_int
 from motion_relevance.errors import InvalidInputError, OutputError, VideoError
 from motion_relevance.metrics.sparsity import sparsity_ratio
 from motion_relevance.runs import (
+    ExplainSettings,
     ModelSource,
     SelectiveSettings,
     explain_and_select,
@@ -39,6 +40,8 @@ from motion_relevance.runs import (
     label_name,
     one_line,
     resolve_device,
+    split_context,
+    with_context,
 )
 from motion_relevance.video import iter_clips, probe
 
@@ -78,6 +81,10 @@ class BatchSettings:
     """"cpu", "cuda", ...; None: CUDA when available."""
     threads: int | None = None
     """torch CPU threads per process or actor; None leaves torch's default."""
+    ties: str = "first"
+    """How max pools pass gradient through tied maxima ("first" or "shared"; see ``explain``)."""
+    context_frames: int = 0
+    """Real neighbouring frames each clip is explained with on each side (cropped away)."""
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -89,9 +96,14 @@ class BatchSettings:
         optional_positive_int("stride", self.stride)
         positive_int("clip_batch", self.clip_batch)
         optional_positive_int("threads", self.threads)
+        object.__setattr__(self, "context_frames", self.explaining.context_frames)
         unknown = set(self.method_options) - set(self.methods)
         if unknown:
             raise InvalidInputError(f"options given for {sorted(unknown)[0]!r}, a method that is not run; add it to the methods")
+
+    @property
+    def explaining(self) -> ExplainSettings:
+        return ExplainSettings(self.ties, self.context_frames)
 
     @property
     def selective(self) -> SelectiveSettings:
@@ -111,6 +123,8 @@ class BatchSettings:
             "seed": self.seed,
             "save_maps": self.save_maps,
             "clip_batch": self.clip_batch,
+            "ties": self.ties,
+            "context_frames": self.context_frames,
         }
 
 
@@ -143,6 +157,7 @@ class _MethodRows:
     target: list[int] = field(default_factory=list)
     probability: list[float] = field(default_factory=list)
     motion_share: list[float] = field(default_factory=list)
+    motion_score: list[float] = field(default_factory=list)
     sparsity: list[float | None] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     error: str | None = None
@@ -167,6 +182,7 @@ class UnitProcessor:
         self.settings = settings
         self.device = resolve_device(settings.device)
         model, spec = source.load()
+        settings.explaining.check_model(spec)
         self.model = model.to(self.device).eval()
         self.spec = spec
         self.maps_root = maps_root
@@ -187,15 +203,16 @@ class UnitProcessor:
             "drop it or pass --pad-short to loop-pad it"
         )
 
-    def _clips(self, entry: VideoEntry) -> Iterator[list[tuple[Any, np.ndarray]]]:
+    def _clips(self, entry: VideoEntry) -> Iterator[list[tuple[Any, np.ndarray, np.ndarray]]]:
+        """Chunks of ``(window, frames, frames with context)`` (see ``runs.with_context``)."""
         if not self.settings.pad_short:  # fail short videos from their header, before decoding
             needed = self.spec.min_frames or self.spec.frames
             stated = probe(entry.path, count_frames=False).num_frames
             if 0 < stated < needed:
                 raise self._short(entry, stated, needed)
-        windows = iter_clips(entry.path, self.spec, stride=self.settings.stride)
+        windows = with_context(iter_clips(entry.path, self.spec, stride=self.settings.stride), self.settings.context_frames)
         for chunk in _chunks(windows, self.settings.clip_batch):
-            for window, _ in chunk:
+            for window, _, _ in chunk:
                 if window.padded and not self.settings.pad_short:  # the header did not say
                     raise self._short(entry, window.num_owned, window.length)
             yield chunk
@@ -220,8 +237,9 @@ class UnitProcessor:
             target = self._target(entry)
             for chunk in self._clips(entry):
                 first = chunk[0][0].index
-                start_frames += [w.frame_indices[0] for w, _ in chunk]
-                clips = self.spec.preprocess(np.stack([f for _, f in chunk])).to(self.device)
+                start_frames += [w.frame_indices[0] for w, _, _ in chunk]
+                extended = self.spec.preprocess(np.stack([x for _, _, x in chunk])).to(self.device)
+                clips, context = split_context(extended, s.context_frames, chunk[0][1].shape[0])
                 for method in s.methods:
                     rows = per_method[method]
                     if rows.error is not None:
@@ -237,12 +255,16 @@ class UnitProcessor:
                             spec=self.spec,
                             seed=unit_seed(s.seed, entry.row, method, first),
                             options=s.method_options.get(method, {}),
+                            ties=s.ties,
+                            context_frames=s.context_frames,
+                            context=context,
                         )
                         expl, sel = step.explanation, step.selective
                         probs = torch.softmax(expl.logits.detach().float(), dim=1)
                         tgt = expl.target.to(probs.device).long()
                         prob = probs.gather(1, tgt[:, None])[:, 0]
                         sparsity = sparsity_ratio(expl.relevance, sel.motion)
+                        score = sel.motion_score
                         if writer is not None:
                             writer.append(method, expl.relevance, sel.motion)
                     except OutputError:  # the store cannot be written: stop the run
@@ -255,11 +277,12 @@ class UnitProcessor:
                             writer.drop(method)
                         continue
                     each = (time.perf_counter() - t0) / len(chunk)
-                    rows.clip += [w.index for w, _ in chunk]
-                    rows.start_frame += [w.frame_indices[0] for w, _ in chunk]
+                    rows.clip += [w.index for w, _, _ in chunk]
+                    rows.start_frame += [w.frame_indices[0] for w, _, _ in chunk]
                     rows.target += tgt.cpu().tolist()
                     rows.probability += prob.cpu().double().tolist()
                     rows.motion_share += sel.motion_share.detach().cpu().double().tolist()
+                    rows.motion_score += score.detach().cpu().double().tolist()
                     rows.sparsity += [None if math.isnan(v) else v for v in sparsity.cpu().double().tolist()]
                     rows.seconds += [each] * len(chunk)
             if writer is not None:
@@ -289,6 +312,7 @@ class UnitProcessor:
                 columns["target_label"].append(None)
                 columns["probability"].append(None)
                 columns["motion_share"].append(None)
+                columns["motion_score"].append(None)
                 columns["sparsity"].append(None)
                 columns["seconds"].append(rows.error_seconds)
                 columns["error"].append(rows.error)
@@ -300,6 +324,7 @@ class UnitProcessor:
                 columns["target_label"] += [label_name(self.spec, t) for t in rows.target]
                 columns["probability"] += rows.probability
                 columns["motion_share"] += rows.motion_share
+                columns["motion_score"] += rows.motion_score
                 columns["sparsity"] += rows.sparsity
                 columns["seconds"] += rows.seconds
                 columns["error"] += [None] * n

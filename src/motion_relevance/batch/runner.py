@@ -138,6 +138,8 @@ def run_batch(
     resume: bool = False,
     retry_failed: bool = False,
     callback: Callback | None = None,
+    ties: str = "first",
+    context_frames: int = 0,
 ) -> BatchResult:
     """Explain every video of ``manifest`` with every method into the store ``out``.
 
@@ -146,6 +148,8 @@ def run_batch(
     ``resume`` continues an interrupted run (same settings) and skips its finished units;
     ``retry_failed`` also redoes units that ended with an error. ``callback`` receives a
     ``BatchProgress`` before the first unit and after each (the CLI draws its bar from it).
+    ``ties`` and ``context_frames`` are ``explain``'s (each clip explained with that many real
+    neighbouring frames of its video on each side); both are part of the run's settings.
     """
     started = time.perf_counter()
     callback = check_callback(callback, "callback")
@@ -167,6 +171,8 @@ def run_batch(
         clip_batch=clip_batch,
         device=device,
         threads=threads,
+        ties=ties,
+        context_frames=context_frames,
     )
     source = ModelSource.of(model, weights=weights, num_classes=num_classes)
     if engine == "ray" and not source.picklable:
@@ -183,7 +189,7 @@ def run_batch(
         if engine == "local":
             processor = UnitProcessor(source, settings, maps_root=store.maps, tmp_root=store.tmp)
         else:  # the actors build their own copies; this one only checks that they will succeed
-            source.load()
+            settings.explaining.check_model(source.load()[1])
         store.open({"model": source.describe(), **settings.fingerprint()}, resume=resume)
         if save_maps:
             from motion_relevance.batch.maps import init_maps

@@ -51,6 +51,7 @@ ROW_SCHEMA = pa.schema(
         pa.field("probability", pa.float64()),
         pa.field("sigma", pa.float64(), nullable=False),
         pa.field("motion_share", pa.float64()),
+        pa.field("motion_score", pa.float64()),
         pa.field("sparsity", pa.float64()),
         pa.field("seconds", pa.float64(), nullable=False),
         pa.field("error", pa.string()),
@@ -59,6 +60,9 @@ ROW_SCHEMA = pa.schema(
 
 #: Columns that measure time and so differ between two runs of the same settings.
 TIMING_COLUMNS: tuple[str, ...] = ("seconds",)
+
+#: Version of run.json and the row schema; 2 added the ``motion_score`` column.
+FORMAT = 2
 
 OK, FAILED = "ok", "failed"
 _STATUSES = (OK, FAILED)
@@ -140,9 +144,15 @@ class ResultStore:
         settings = json.loads(json.dumps(settings))  # normalise (tuples -> lists) for comparing
         if self.run_file.exists():
             try:
-                old = json.loads(self.run_file.read_text())["settings"]
-            except (ValueError, KeyError, TypeError):
+                described = json.loads(self.run_file.read_text())
+                old, version = described["settings"], described.get("format")
+            except (ValueError, KeyError, TypeError, AttributeError):
                 raise OutputError(f"{self.run_file} is not a batch run description; choose a new --out") from None
+            if version != FORMAT:
+                raise OutputError(
+                    f"{self.path} was written by an earlier version (store format {version}, rows without the "
+                    "motion_score column) and cannot be resumed; choose a new --out"
+                )
             if old != settings:
                 raise OutputError(
                     f"{self.path} was made with {_describe_difference(old, settings)}; "
@@ -157,7 +167,7 @@ class ResultStore:
                 for stale in folder.glob(".*.tmp"):
                     stale.unlink(missing_ok=True)
             if not self.run_file.exists():
-                _write_json(self.run_file, {"format": 1, "settings": settings})
+                _write_json(self.run_file, {"format": FORMAT, "settings": settings})
         except OSError as exc:
             raise OutputError(f"cannot write to {self.path}: {exc.strerror}; choose another --out") from None
 
@@ -264,6 +274,7 @@ def drop_timing(table: pa.Table) -> pa.Table:
 
 __all__ = [
     "FAILED",
+    "FORMAT",
     "OK",
     "ROW_SCHEMA",
     "TIMING_COLUMNS",

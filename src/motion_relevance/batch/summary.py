@@ -1,4 +1,5 @@
-"""Aggregate a batch run's per-clip rows into the spatial-bias number per class and method."""
+"""Aggregate a batch run's per-clip rows into the spatial-bias number (the paper's motion share)
+and the calibrated motion score per class and method."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def summarize(rows: pa.Table, *, by: str = "label") -> pa.Table:
     without a label form one group with a null label); ``"target_label"``/``"target"`` group by
     the explained class. Columns: ``method``, ``by``, ``videos``, ``clips``, ``failed_videos``,
     ``motion_share_mean`` (over clips), ``motion_share_std``, ``motion_share_video_mean`` (mean
-    of per-video means, every video weighs the same), ``sparsity_mean``, ``probability_mean``.
+    of per-video means, every video weighs the same), the same three for the calibrated
+    ``motion_score``, ``sparsity_mean``, ``probability_mean``.
     """
     if by not in GROUP_COLUMNS:
         raise InvalidInputError(f"summaries group by one of {', '.join(GROUP_COLUMNS)}, not {by!r}")
@@ -36,18 +38,21 @@ def summarize(rows: pa.Table, *, by: str = "label") -> pa.Table:
             ("motion_share", "count"),
             ("motion_share", "mean"),
             ("motion_share", "stddev", pc.VarianceOptions(ddof=1)),
+            ("motion_score", "mean"),
+            ("motion_score", "stddev", pc.VarianceOptions(ddof=1)),
             ("sparsity", "mean"),
             ("probability", "mean"),
         ]
     )
     per_video = (
         ok.group_by([*keys, "row"], use_threads=False)
-        .aggregate([("motion_share", "mean")])
+        .aggregate([("motion_share", "mean"), ("motion_score", "mean")])
         .group_by(keys, use_threads=False)
-        .aggregate([("motion_share_mean", "mean")])
+        .aggregate([("motion_share_mean", "mean"), ("motion_score_mean", "mean")])
     )
     failures = failed.group_by(keys, use_threads=False).aggregate([("row", "count_distinct")])
     failures = failures.rename_columns([*keys, "failed_videos"])
+    per_video = per_video.rename_columns([*keys, "share_video_mean", "score_video_mean"])
     table = per_clip.join(per_video, keys=keys, join_type="full outer", use_threads=False)
     table = table.join(failures, keys=keys, join_type="full outer", use_threads=False)
     columns = {
@@ -58,7 +63,10 @@ def summarize(rows: pa.Table, *, by: str = "label") -> pa.Table:
         "failed_videos": pc.fill_null(table["failed_videos"], 0),
         "motion_share_mean": table["motion_share_mean"],
         "motion_share_std": table["motion_share_stddev"],
-        "motion_share_video_mean": table["motion_share_mean_mean"],
+        "motion_share_video_mean": table["share_video_mean"],
+        "motion_score_mean": table["motion_score_mean"],
+        "motion_score_std": table["motion_score_stddev"],
+        "motion_score_video_mean": table["score_video_mean"],
         "sparsity_mean": table["sparsity_mean"],
         "probability_mean": table["probability_mean"],
     }

@@ -266,6 +266,12 @@ def _body(meta: dict[str, Any]) -> str:
             f"explained class: {target.get('label', target.get('index', '?'))}",
         )
     )
+    meanings = meta.get("meanings", {})
+    legend = "; ".join(
+        f"<b>{e(label)}</b>: {e(str(meanings[key]))}"
+        for key, label in (("motion_score", "motion score"), ("motion_share", "motion share (paper)"))
+        if key in meanings
+    )
     sections = []
     for i, m in enumerate(meta["methods"]):
         name = e(m["name"])
@@ -278,6 +284,8 @@ def _body(meta: dict[str, Any]) -> str:
                 ("static", "static part"),
             )
         )
+        score = m.get("motion_score")
+        shown_score = f"{100 * score:.1f}%" if isinstance(score, (int, float)) else "–"
         python = m.get("motion_share")
         note = (
             f'<span class="note">float32 pipeline at σ={meta.get("sigma", 0):g}: {100 * python:.2f}%</span>'
@@ -286,7 +294,8 @@ def _body(meta: dict[str, Any]) -> str:
         )
         sections.append(
             f'<section class="method" id="mr-{i}" data-method="{name}">\n'
-            f'<h2>{name} <span class="share">motion share <output id="mr-{i}-share">…</output></span>'
+            f'<h2>{name} <span class="score">motion score <output id="mr-{i}-score">{shown_score}</output></span>'
+            f' <span class="share">motion share (paper) <output id="mr-{i}-share">…</output></span>'
             f' <span class="maskfrac">mask <output id="mr-{i}-mask">…</output> of voxels</span> {note}</h2>\n'
             f'<div class="players">{canvases}</div>\n'
             f'<canvas id="mr-{i}-plot" class="plot" width="960" height="150"></canvas>\n</section>\n'
@@ -294,7 +303,9 @@ def _body(meta: dict[str, Any]) -> str:
     return (
         f'<header><h1>{e(str(meta.get("title", "motion-relevance report")))}</h1><p class="facts">{facts}</p>\n'
         f'<table class="preds"><thead><tr><th>#</th><th>prediction</th><th>class</th><th>probability</th></tr></thead>'
-        f"<tbody>{rows}</tbody></table></header>\n"
+        f"<tbody>{rows}</tbody></table>"
+        + (f'<p class="meanings" id="mr-meanings">{legend}</p>' if legend else "")
+        + "</header>\n"
         '<div class="controls">'
         '<button id="mr-play" type="button">play</button>'
         '<label>frame <input id="mr-frame" type="range" min="0" max="0" step="1" value="0"> '

@@ -25,8 +25,9 @@ SEQUENTIAL = "inferno"
 ALPHA = 0.75
 #: Opacity curve: ``alpha * min(1, |v| / vmax) ** GAMMA`` (< 1 lifts weak relevance).
 GAMMA = 0.8
-#: Percentile of |relevance| that maps to the end of the colormap (robust to a few outliers).
-PERCENTILE = 99.0
+#: Percentile of |relevance| that maps to the end of the colormap, clipping above: robust to a
+#: few outliers, so maps with a heavy tail (saliency, integrated gradients) stay visible.
+PERCENTILE = 99.5
 
 
 @lru_cache(maxsize=16)
@@ -50,6 +51,48 @@ def robust_max(heat: np.ndarray, percentile: float = PERCENTILE) -> float:
     if v <= 0:
         v = float(a.max())
     return v if v > 0 and np.isfinite(v) else 1.0
+
+
+class DisplayScale:
+    """The ``percentile`` of ``|x|`` over many maps, added one at a time (one method over a video).
+
+    A histogram of ``log2|x|`` with ``BINS_PER_OCTAVE`` bins per octave keeps memory constant;
+    the value returned is the upper edge of the bin holding the percentile (at most 1.1 % above
+    the exact percentile, never above the largest value). Zeros count as voxels; when the
+    percentile falls among them, the largest value is used (as in ``robust_max``).
+    """
+
+    BINS_PER_OCTAVE = 64
+    _LOW, _HIGH = -160, 160  # octaves covered: float32 magnitudes and beyond
+
+    def __init__(self, percentile: float = PERCENTILE) -> None:
+        if not 0 <= percentile <= 100:
+            raise InvalidInputError(f"percentile must be between 0 and 100, got {percentile!r}")
+        self.percentile = float(percentile)
+        self.counts = np.zeros((self._HIGH - self._LOW) * self.BINS_PER_OCTAVE, dtype=np.int64)
+        self.zeros = 0
+        self.peak = 0.0
+
+    def add(self, heat: np.ndarray) -> None:
+        """Count the magnitudes of one map (any shape)."""
+        a = np.abs(np.asarray(heat, dtype=np.float64)).reshape(-1)
+        nonzero = a[a > 0]
+        self.zeros += a.size - nonzero.size
+        if nonzero.size:
+            self.peak = max(self.peak, float(nonzero.max()))
+            index = np.floor((np.log2(nonzero) - self._LOW) * self.BINS_PER_OCTAVE).astype(np.int64)
+            np.clip(index, 0, self.counts.size - 1, out=index)
+            self.counts += np.bincount(index, minlength=self.counts.size)
+
+    def value(self) -> float:
+        """The percentile (1 when every value was zero)."""
+        if self.peak <= 0 or not np.isfinite(self.peak):
+            return 1.0
+        rank = self.percentile / 100 * (self.zeros + int(self.counts.sum()))
+        if rank <= self.zeros:
+            return self.peak
+        b = int(np.searchsorted(np.cumsum(self.counts), rank - self.zeros))
+        return min(self.peak, float(2.0 ** ((b + 1) / self.BINS_PER_OCTAVE + self._LOW)))
 
 
 def colorize(
@@ -166,6 +209,7 @@ __all__ = [
     "GAMMA",
     "PERCENTILE",
     "SEQUENTIAL",
+    "DisplayScale",
     "blend",
     "colorize",
     "colormap_lut",

@@ -4,10 +4,13 @@
 then explain and split window by window, in bounded memory) and renders what it yields:
 
 1. *predict*: ``runs.video.predict_video``; ``target="auto"`` explains the top class;
-2. *explain*: per window and method, the step's overlays are streamed into ``<method>.mp4``
-   (frame | base explanation | motion part), the report's quantised data and the filmstrip's
-   sampled cells;
-3. *write*: ``report.html``, ``filmstrip.png`` and ``summary.json``.
+2. *explain*: per window and method, the step's quantised data go to the report and to a
+   render folder, and each method's display scale (``overlay.DisplayScale``: the 99.5th
+   percentile of its ``|sum_c R|`` over the whole video) is counted;
+3. *render*: the video is read once more and every method drawn with its one scale, clipped
+   above, into ``<method>.mp4`` (frame | base explanation | motion part) and the filmstrip;
+   the report's viewer uses the same scale and the same quantised maps;
+4. *write*: ``report.html``, ``filmstrip.png`` and ``summary.json``.
 
 Everything is written into a hidden temporary folder beside ``out`` that is renamed to
 ``out`` at the very end, so a failure leaves no partial output behind. An existing ``out``
@@ -20,6 +23,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,7 +40,7 @@ from motion_relevance.models.spec import InputSpec
 from motion_relevance.report.filmstrip import sample_columns, write_filmstrip
 from motion_relevance.report.html import ReportWriter
 from motion_relevance.report.outdir import StagedDir
-from motion_relevance.report.overlay import label, overlay
+from motion_relevance.report.overlay import DisplayScale, label, overlay
 from motion_relevance.report.viewer import ViewerWindow, quantise_window
 from motion_relevance.runs import (
     MethodTotals,
@@ -66,8 +70,19 @@ TOP_K = 5
 #: Beyond this many frames the report gets large (it stores every frame's maps): log a hint.
 LONG_REPORT_FRAMES = 1500
 
+#: One line per number a user reads (summary.json, the report, the CLI).
+MEANINGS = {
+    "motion_score": "share of the explanation that changes between neighbouring frames, relative to its own "
+    "size (0 = static, 1 = all moving)",
+    "motion_share": "share of relevance above sigma std of its own temporal derivative (relative threshold: "
+    "also high for tiny flicker)",
+}
+
 DEFINITIONS = {
-    "motion_share": "sum|motion part| / sum|relevance| over the explained frames (voxel magnitude sum_c|R|)",
+    "motion_score": MEANINGS["motion_score"] + "; per window sum|F(t-1)-F(t+1)| / sum(|F(t-1)|+|F(t+1)|) of the "
+    "smoothed channel sum F (motion_relevance.motion_score), averaged over windows weighted by the frames each owns",
+    "motion_share": "the paper's number: " + MEANINGS["motion_share"] + "; sum|motion part| / sum|relevance| over "
+    "the explained frames (voxel magnitude sum_c|R|)",
     "sparsity": "non-zero voxels of the motion part / non-zero voxels of the base explanation",
     "mask_fraction": "fraction of voxels inside the motion mask (|temporal derivative| > sigma * std)",
     "seconds": "wall-clock seconds spent in the base method and the selective step for this method",
@@ -90,6 +105,7 @@ class MethodSummary:
 
     name: str
     motion_share: float
+    motion_score: float
     sparsity: float | None
     mask_fraction: float
     sigma: float
@@ -142,12 +158,17 @@ class _MethodOutput:
     options: dict[str, Any]
     writer: VideoWriter
     cells: dict[str, list[np.ndarray]] = field(default_factory=lambda: {"base": [], "motion": [], "static": []})
+    scale: DisplayScale = field(default_factory=DisplayScale)
+    """High percentile of ``|sum_c R|`` over the video: full colour in every picture of it."""
+    relevance_scales: dict[int, float] = field(default_factory=dict)
+    """Per window index, the scale of its stored int8 relevance."""
 
     def summary(self, sigma: float) -> MethodSummary:
         t = self.totals
         return MethodSummary(
             name=t.name,
             motion_share=t.motion_share,
+            motion_score=t.motion_score,
             sparsity=t.sparsity,
             mask_fraction=t.mask_fraction,
             sigma=sigma,
@@ -181,6 +202,8 @@ def explain_video(
     derivative: str = "abs",
     device: str | torch.device | None = None,
     progress: ProgressCallback | None = None,
+    ties: str = "first",
+    context_frames: int = 0,
 ) -> ExplainResult:
     """Explain ``video`` with each of ``methods`` and write the report folder ``out``.
 
@@ -190,6 +213,8 @@ def explain_video(
     maximum: the window length). ``max_side``: larger frames are downscaled while decoding.
     ``method_options``: per-method options, e.g. ``{"integrated_gradients": {"n_steps": 16}}``.
     ``device``: None runs a preset on CUDA when available (a given module where it is).
+    ``ties`` and ``context_frames``: ``explain``'s (max-pool ties "first" or "shared"; each window
+    explained with that many real neighbouring frames of the video on each side, cropped away).
     ``progress``: called with ``runs.Progress`` events (the CLI draws bars from them).
     """
     started = time.perf_counter()
@@ -203,6 +228,7 @@ def explain_video(
         video, model=model, spec=spec, weights=weights, num_classes=num_classes, methods=methods,
         method_options=method_options, sigma=sigma, padding=padding, derivative=derivative,
         target=target, start=start, end=end, stride=stride, max_side=max_side, device=device,
+        ties=ties, context_frames=context_frames,
     )  # fmt: skip
     staged = StagedDir(out)  # an output folder that cannot be written fails before the model loads
     try:
@@ -246,22 +272,33 @@ def _explain_and_write(
     }
     frame_cells: list[np.ndarray] = []
     column_titles: list[str] = []
-    position = 0  # report frames written so far
+    position = 0  # frames drawn so far
+    render_dir = staged.path / ".render"
+    render_dir.mkdir()
     t0 = time.perf_counter()
     try:
         totals = {m: o.totals for m, o in outputs.items()}
+        windows: list[ClipWindow] = []
         for item in explain_windows(run, target, totals, progress, num_windows=len(pred.windows)):
-            window, frames = item.window, item.frames
+            windows.append(item.window)
+            report.add_frames(item.frames[item.window.owned])
+            for i, (name, step) in enumerate(item.steps.items()):
+                report.add_window(name, _store_window(step, item.window, outputs[name], render_dir / f"{i}-{item.window.index}.npz"))
+        explain_seconds = time.perf_counter() - t0
+        vmax = {m: o.scale.value() for m, o in outputs.items()}
+        for k, (window, frames) in enumerate(run.clips(quiet=True)):
+            if k >= len(windows) or window.frame_indices != windows[k].frame_indices:
+                raise InvalidInputError(f"{run.path} changed while it was being explained; run again")
             owned = frames[window.owned]
             picked = [c - position for c in columns if position <= c < position + window.num_owned]
             small = [cv2.resize(owned[p], cell_size, interpolation=cv2.INTER_AREA) for p in picked]
             frame_cells += small
             column_titles += [f"t = {window.owned_indices[p] / fps:.2f} s" for p in picked]
-            report.add_frames(owned)
-            for name, step in item.steps.items():
-                report.add_window(name, _render_window(step, window, owned, small, picked, box, cell_f, outputs[name], sigma))
+            for i, (name, output) in enumerate(outputs.items()):
+                stored = render_dir / f"{i}-{window.index}.npz"
+                _render_window(stored, window, owned, small, picked, box, cell_f, output, sigma, vmax[name])
             position += window.num_owned
-        explain_seconds = time.perf_counter() - t0
+        shutil.rmtree(render_dir)
         for output in outputs.values():
             output.writer.close()
     except BaseException:
@@ -291,7 +328,14 @@ def _explain_and_write(
             "model": model_name,
             "target": {"index": target, "label": target_label},
             "predictions": prediction_rows,
-            "methods": {m.name: {"motion_share": m.motion_share, "seconds": m.seconds} for m in summaries},
+            "methods": {
+                m.name: {
+                    "motion_share": m.motion_share, "motion_score": m.motion_score, "seconds": m.seconds,
+                    "display_max": vmax[m.name],
+                }
+                for m in summaries
+            },
+            "meanings": MEANINGS,
         },
     )
     seconds = {"predict": pred.seconds, "explain_and_render": explain_seconds, "total": time.perf_counter() - started}
@@ -318,6 +362,8 @@ def _explain_and_write(
         "sigma": sigma,
         "padding": request.settings.padding,
         "derivative": request.settings.derivative,
+        "ties": request.explaining.ties,
+        "context_frames": request.explaining.context_frames,
         "methods": {m.name: {k: v for k, v in asdict(m).items() if k != "name"} for m in summaries},
         "seconds": seconds,
         "files": {"report": "report.html", "filmstrip": filmstrip.name, "videos": {m.name: m.video for m in summaries}},
@@ -342,19 +388,28 @@ def _explain_and_write(
     )
 
 
-def _render_window(
-    step: Step, window: ClipWindow, owned: np.ndarray, small: list[np.ndarray], picked: list[int],
-    box: tuple[float, float, float, float], cell_f: float, output: _MethodOutput, sigma: float,
-) -> ViewerWindow:
-    """Draw one window of one method into its video and filmstrip cells; return its quantised
-    data for the report."""
+def _store_window(step: Step, window: ClipWindow, output: _MethodOutput, path: Path) -> ViewerWindow:
+    """Quantise one window of one method for the report, keep its int8 map and mask in ``path``
+    for drawing once the method's scale is known, and count its magnitudes into that scale."""
     rel = step.explanation.relevance[0].detach().float().cpu()  # (C, T, h, w)
-    mask = step.selective.mask[0, 0, window.owned].cpu()
     viewer = quantise_window(rel, step.selective.temporal_gradient[0].cpu(), window)
-    base = rel.sum(0)[window.owned].numpy()
-    motion = np.where(mask.numpy(), base, 0.0).astype(np.float32)
+    output.scale.add(rel.sum(0)[window.owned].numpy())
+    output.relevance_scales[window.index] = viewer.relevance_scale
+    np.savez(path, e=viewer.relevance, mask=step.selective.mask[0, 0, window.owned].cpu().numpy())
+    return viewer
+
+
+def _render_window(
+    stored: Path, window: ClipWindow, owned: np.ndarray, small: list[np.ndarray], picked: list[int],
+    box: tuple[float, float, float, float], cell_f: float, output: _MethodOutput, sigma: float, vmax: float,
+) -> None:
+    """Draw one window of one method into its video and filmstrip cells, from the report's own
+    quantised map, with the method's scale ``vmax`` (the report's viewer draws the same)."""
+    with np.load(stored) as data:
+        base = data["e"].astype(np.float32) * np.float32(output.relevance_scales[window.index])
+        mask = data["mask"]
+    motion = np.where(mask, base, 0.0).astype(np.float32)
     static = base - motion
-    vmax = viewer.display_max  # the report draws with the same scale
     name = output.totals.name
     for i, frame in enumerate(owned):  # frame by frame: full-resolution float images are big
         panels = (
@@ -367,12 +422,12 @@ def _render_window(
     for p, cell in zip(picked, small, strict=True):
         for kind, heat in (("base", base), ("motion", motion), ("static", static)):
             output.cells[kind].append(overlay(cell, heat[p], box=cell_box, vmax=vmax))
-    return viewer
 
 
 __all__ = [
     "DEFINITIONS",
     "MAX_SIDE",
+    "MEANINGS",
     "ExplainResult",
     "MethodSummary",
     "Prediction",

@@ -33,6 +33,9 @@ from motion_relevance.video.clips import ClipWindow
 LEVELS_U16 = 65535
 #: Levels of the int8 quantisation of the signed relevance (display only).
 LEVELS_I8 = 127
+#: The int8 relevance spans this many times the window's robust maximum (``display_max``):
+#: higher values are clipped, so one huge voxel cannot flatten the rest of the map to zero.
+HEADROOM = 2.0
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,12 @@ class ViewerWindow:
     """uint16 ``(owned, h, w)``: quantised ``sum_c |R|`` of the owned frames."""
     magnitude_scale: float
     relevance: np.ndarray
-    """int8 ``(owned, h, w)``: quantised ``sum_c R`` of the owned frames (for drawing)."""
+    """int8 ``(owned, h, w)``: quantised ``sum_c R`` of the owned frames (for drawing), clipped
+    at ``HEADROOM * display_max``."""
     relevance_scale: float
     display_max: float
-    """Robust maximum of ``|sum_c R|`` over the owned frames: full colour in the viewer."""
+    """Robust maximum (``overlay.PERCENTILE``) of ``|sum_c R|`` over the owned frames; the report
+    draws every window of a method with one scale, the method's percentile over the video."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,8 @@ def quantise_window(
     q_m, m_scale = _quantise_unsigned(np.abs(owned).sum(axis=0))
     e = owned.sum(axis=0)
     peak = float(np.abs(e).max()) if e.size else 0.0
-    e_scale = peak / LEVELS_I8 if peak > 0 else 1.0
+    display_max = robust_max(e) if peak > 0 else 1.0
+    e_scale = min(peak, HEADROOM * display_max) / LEVELS_I8 if peak > 0 else 1.0
     q_e = np.clip(np.rint(e / e_scale), -LEVELS_I8, LEVELS_I8).astype(np.int8)
     return ViewerWindow(
         window=window,
@@ -121,7 +127,7 @@ def quantise_window(
         magnitude_scale=m_scale,
         relevance=q_e,
         relevance_scale=e_scale,
-        display_max=robust_max(e) if peak > 0 else 1.0,
+        display_max=display_max,
     )
 
 
@@ -185,6 +191,7 @@ def viewer_stats(windows: Sequence[ViewerWindow], sigma: float) -> ViewerStats:
 
 
 __all__ = [
+    "HEADROOM",
     "LEVELS_I8",
     "LEVELS_U16",
     "ViewerStats",

@@ -2,7 +2,8 @@
 
 A run needs a model (``ModelSource``: preset name, ``"module:function"``, builder or built
 module, and ``resolve_device``), methods (``resolve_methods``: one naming rule everywhere),
-settings (``SelectiveSettings``), a target (``resolve_target``) and a way to report progress
+settings (``SelectiveSettings``; ``ExplainSettings`` for max-pool ties and context frames,
+with ``with_context`` giving a video's windows their real neighbouring frames), a target (``resolve_target``) and a way to report progress
 (``Progress`` callbacks; only the CLI draws bars). ``explain_and_select`` is the step every
 command repeats. ``runs.video`` is the one-video run behind ``report.explain_video``; the batch
 unit (``batch.pipeline``) and the evaluation sit on the same pieces.
@@ -10,6 +11,7 @@ unit (``batch.pipeline``) and the evaluation sit on the same pieces.
 
 from __future__ import annotations
 
+from motion_relevance.runs.context import ExplainSettings, split_context, with_context
 from motion_relevance.runs.methods import parse_methods, resolve_methods
 from motion_relevance.runs.model import (
     Model,
@@ -41,6 +43,7 @@ from motion_relevance.runs.video import (
 
 __all__ = [
     "AUTO_TARGETS",
+    "ExplainSettings",
     "MethodTotals",
     "Model",
     "ModelBuilder",
@@ -67,4 +70,6 @@ __all__ = [
     "resolve_device",
     "resolve_methods",
     "resolve_target",
+    "split_context",
+    "with_context",
 ]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from motion_relevance.attribution import Explanation, explain
+from motion_relevance.attribution.explain import Context
 from motion_relevance.models.spec import InputSpec
 from motion_relevance.runs.settings import SelectiveSettings
 from motion_relevance.selective import SelectiveRelevance, selective_relevance
@@ -48,10 +49,18 @@ def explain_and_select(
     spec: InputSpec | None = None,
     seed: int = 0,
     options: Mapping[str, Any] | None = None,
+    ties: str = "first",
+    context_frames: int = 0,
+    context: Context = None,
 ) -> Step:
-    """``explain`` then ``selective_relevance`` on ``clips``, each timed on its own."""
+    """``explain`` then ``selective_relevance`` on ``clips``, each timed on its own.
+
+    ``ties``, ``context_frames`` and ``context`` are ``explain``'s (``runs.ExplainSettings``)."""
     t0 = time.perf_counter()
-    expl = explain(model, clips, method, target=target, spec=spec, seed=seed, **dict(options or {}))
+    expl = explain(
+        model, clips, method, target=target, spec=spec, seed=seed, ties=ties, context_frames=context_frames,
+        context=context, **dict(options or {}),
+    )  # fmt: skip
     _sync(expl.relevance.device)
     t1 = time.perf_counter()
     sel = selective_relevance(

@@ -6,8 +6,9 @@ renders and writes what this yields).
 2. ``predict_video``: one forward pass per window; the video's class probabilities are the
    mean of the windows' softmax.
 3. ``explain_windows``: per window and method, ``explain`` and the selective step; the
-   per-method numbers (motion share, sparsity, mask fraction, seconds) add up in
-   ``MethodTotals`` over the frames each window owns.
+   per-method numbers (motion share, motion score, sparsity, mask fraction, seconds) add up
+   in ``MethodTotals`` over the frames each window owns. With ``context_frames`` k > 0 each
+   window is explained with the k real frames before and after it (``runs.context``).
 
 The video is read window by window (``video.iter_clips``), so memory does not grow with its
 length.
@@ -29,6 +30,8 @@ from torch import nn
 from motion_relevance.checks import optional_positive_int
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.spec import InputSpec
+from motion_relevance.motion_score import motion_score
+from motion_relevance.runs.context import ExplainSettings, split_context, with_context
 from motion_relevance.runs.methods import resolve_methods
 from motion_relevance.runs.model import Model, ModelSource, module_device, resolve_device
 from motion_relevance.runs.progress import ProgressCallback, report
@@ -47,6 +50,7 @@ class VideoRequest:
     methods: tuple[str, ...]
     options: dict[str, dict[str, Any]]
     settings: SelectiveSettings
+    explaining: ExplainSettings
     target: int | str | None
     start: float | None
     end: float | None
@@ -74,10 +78,13 @@ class VideoRequest:
         stride: int | None = None,
         max_side: int | None = None,
         device: str | torch.device | None = None,
+        ties: str = "first",
+        context_frames: int = 0,
     ) -> VideoRequest:
         """Check every setting and the video's header; one-line errors, nothing heavy."""
         names, options = resolve_methods(methods, method_options)
         settings = SelectiveSettings(sigma, padding, derivative)
+        explaining = ExplainSettings(ties, context_frames)
         source = ModelSource.of(model, spec=spec, weights=weights, num_classes=num_classes)
         if device is None and source.built is not None:  # a built model stays where it is
             resolved_device = module_device(source.built[0])
@@ -86,7 +93,7 @@ class VideoRequest:
         stride = optional_positive_int("stride", stride)
         info = probe(video, count_frames=False)  # a bad video fails here, before any heavy work
         return cls(
-            info, source, names, {m: options.get(m, {}) for m in names}, settings, target,
+            info, source, names, {m: options.get(m, {}) for m in names}, settings, explaining, target,
             start, end, stride, max_side, resolved_device,
         )  # fmt: skip
 
@@ -95,6 +102,7 @@ class VideoRequest:
         module, spec = self.source.load()
         check_stride(self.stride, spec.frames)
         check_target(self.target, spec)
+        self.explaining.check_model(spec)
         return VideoRun(self, module.to(self.device).eval(), spec)
 
 
@@ -164,6 +172,9 @@ class MethodTotals:
     nonzero_motion: int = 0
     mask_voxels: int = 0
     voxels: int = 0
+    score_weighted: float = 0.0
+    """Σ over windows of the window's motion score times the frames it owns."""
+    owned_frames: int = 0
 
     def add(self, window: ClipWindow, step: Step) -> None:
         """Count the frames ``window`` owns of one step's (single-clip) result."""
@@ -175,12 +186,20 @@ class MethodTotals:
         self.nonzero_motion += int(((magnitude > 0) & mask).sum())
         self.mask_voxels += int(mask.sum())
         self.voxels += mask.numel()
+        self.score_weighted += float(motion_score(step.explanation.relevance[:1])[0]) * window.num_owned
+        self.owned_frames += window.num_owned
         self.seconds_explain += step.seconds_explain
         self.seconds_selective += step.seconds_selective
 
     @property
     def motion_share(self) -> float:
         return self.kept / self.total if self.total > 0 else 0.0
+
+    @property
+    def motion_score(self) -> float:
+        """Mean over windows of ``motion_score`` of each window's relevance, weighted by the
+        frames each window owns."""
+        return self.score_weighted / self.owned_frames if self.owned_frames else 0.0
 
     @property
     def sparsity(self) -> float | None:
@@ -219,13 +238,16 @@ def explain_windows(
     target_tensor = torch.tensor([target])
     for name in r.methods:
         report(progress, name, 0, num_windows)
-    for k, (window, frames) in enumerate(run.clips(quiet=True), start=1):  # pass-1 warnings not repeated
-        clip = run.spec.preprocess(frames).to(r.device)
+    k_context = r.explaining.context_frames
+    windows = with_context(run.clips(quiet=True), k_context)  # pass-1 warnings not repeated
+    for k, (window, frames, extended) in enumerate(windows, start=1):
+        clip, context = split_context(run.spec.preprocess(extended).to(r.device), k_context, len(frames))
         steps: dict[str, Step] = {}
         for name in r.methods:
             step = explain_and_select(
-                run.module, clip, name, r.settings, target=target_tensor, spec=run.spec, options=r.options[name]
-            )
+                run.module, clip, name, r.settings, target=target_tensor, spec=run.spec, options=r.options[name],
+                ties=r.explaining.ties, context_frames=k_context, context=context,
+            )  # fmt: skip
             totals[name].add(window, step)
             steps[name] = step
             report(progress, name, k, num_windows)

@@ -185,7 +185,8 @@
       const [k, f] = this.owner[frame];
       const w = this.windows[k];
       const base = w.oOffset + f * HW;
-      const gain = w.e_scale / w.display_max;
+      // One scale per method over the whole video (its high percentile of |R|), clipped above.
+      const gain = w.e_scale / (this.info.display_max || w.display_max);
       const px = this.heatImage.data;
       for (let i = 0; i < HW; i++) {
         const inMask = this.mask[base + i] === 1;
