@@ -341,3 +341,43 @@ def test_flow_mask_of_still_frames_is_empty_and_reads_the_frames(monkeypatch: py
     monkeypatch.setattr(flow_module, "flow_magnitude", magnitude)
     assert not flow_mask(frames).any()  # zero flow is not above a zero std
     assert seen[0] is frames
+
+
+def test_deletion_is_seeded_and_takes_integer_masks() -> None:
+    clips, weight, relevance, mask = deletion_fixture()
+    target = torch.zeros(3, dtype=torch.long)
+    a = deletion_faithfulness(Spy(weight), clips, target, relevance, mask)
+    b = deletion_faithfulness(Spy(weight), clips, target, relevance, mask, seed=0)
+    c = deletion_faithfulness(Spy(weight), clips, target, relevance, mask, seed=1)
+    assert torch.equal(a.random, b.random)  # the default seed is 0
+    assert not torch.equal(a.random[:2], c.random[:2])
+    d = deletion_faithfulness(Spy(weight), clips, target, relevance, mask.numpy().astype(np.uint8), batch_size=1)
+    for name in ("motion", "static", "random", "removed"):
+        assert torch.allclose(getattr(d, name).double(), getattr(a, name).double(), atol=1e-5), name
+
+
+@pytest.mark.parametrize(
+    ("clips", "relevance"),
+    [
+        (torch.zeros(2, 3, 4, 5, 5), torch.zeros(3, 3, 4, 5, 5)),  # another number of clips
+        (torch.zeros(2, 3, 4, 5, 5), torch.zeros(2, 3, 4, 5, 6)),  # another clip size
+        (torch.zeros(2, 3, 4, 5), torch.zeros(2, 3, 4, 5)),  # not 5-D
+    ],
+)
+def test_deletion_checks_shapes_in_one_line(clips: torch.Tensor, relevance: torch.Tensor) -> None:
+    from motion_relevance.errors import InvalidInputError
+
+    mask = torch.zeros(clips.shape[0], *clips.shape[2:], dtype=torch.bool)
+    with pytest.raises(InvalidInputError, match=r"clips \(.*\) and relevance \(.*\) must be \(N, C, T, H, W\) alike"):
+        deletion_faithfulness(Spy(torch.zeros(1)), clips, torch.zeros(clips.shape[0], dtype=torch.long), relevance, mask)
+
+
+def test_magnitudes_are_float32_and_bad_shapes_are_named() -> None:
+    from motion_relevance.errors import InvalidInputError
+    from motion_relevance.metrics.precision import voxel_magnitude
+
+    assert voxel_magnitude(torch.ones(1, 2, 1, 1, 1, dtype=torch.float64)).dtype == torch.float32
+    with pytest.raises(InvalidInputError, match=r"relevance must be \(N, C, T, H, W\), got shape \(2, 3\)"):
+        voxel_magnitude(torch.zeros(2, 3))
+    with pytest.raises(InvalidInputError, match=r"AUROC needs at least one score in each group, got 1 and 0"):
+        auroc([1.0], [float("nan")])
