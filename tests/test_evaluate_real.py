@@ -1,5 +1,5 @@
-"""`motion-relevance evaluate --quick` end to end, optical-flow part on the example clip with
-the real I3D (needs ``motion-relevance weights fetch i3d-kinetics400``; ``make test`` runs it)."""
+"""`motion-relevance evaluate --quick` end to end, real-clip part (motion score on moving and
+frozen clips, optical-flow precision) on the example clip with the real I3D (needs ``motion-relevance weights fetch i3d-kinetics400``; ``make test`` runs it)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from motion_relevance.metrics.evaluate import example_videos
 from motion_relevance.models import weights as wts
 from motion_relevance.report.evaluation import FILES
+from motion_relevance.runs.evaluate import example_videos
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -35,9 +35,10 @@ def test_quick_evaluation_with_real_clips(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    flow = [r for r in rows if r["section"] == "flow"]
+    flow = [r for r in rows if r["section"] == "real"]
     assert {r["metric"] for r in flow} >= {"flow_precision_base", "flow_precision_selective",
-                                           "motion_share", "flow_mask_fraction"}
+                                           "motion_score", "frozen_motion_score",
+                                           "flow_mask_fraction"}
     for r in flow:
         if r["value"]:
             assert 0.0 <= float(r["value"]) <= 1.0, r

@@ -15,30 +15,17 @@ from motion_relevance.motion_score import motion_score
 
 
 def _reference(rel: np.ndarray) -> np.ndarray:
-    """The docstring's formula, voxel by voxel: replicate edges in space and time."""
-    n, _, t, h, w = rel.shape
-    e = rel.astype(np.float64).sum(axis=1)
-    k = np.array([1.0, 2.0, 1.0])
-    f = np.zeros_like(e)
-    for i in range(n):
-        for tt in range(t):
-            for y in range(h):
-                for x in range(w):
-                    acc = 0.0
-                    for dy in (-1, 0, 1):
-                        for dx in (-1, 0, 1):
-                            yy, xx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
-                            acc += k[dy + 1] * k[dx + 1] * e[i, tt, yy, xx]
-                    f[i, tt, y, x] = acc
-    out = np.zeros(n)
-    for i in range(n):
-        num = den = 0.0
-        for tt in range(t):
-            a, b = f[i, max(tt - 1, 0)], f[i, min(tt + 1, t - 1)]
-            num += np.abs(a - b).sum()
-            den += (np.abs(a) + np.abs(b)).sum()
-        out[i] = num / den if den > 0 else 0.0
-    return out
+    """The docstring's formula with NumPy: edge-padded 3x3 [1,2,1] smoothing as nine shifted
+    sums, time neighbours by clamped indices."""
+    _n, _, t, h, w = rel.shape
+    e = np.pad(rel.astype(np.float64).sum(axis=1), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+    k = (1.0, 2.0, 1.0)
+    f = sum(k[dy] * k[dx] * e[:, :, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
+    prev = f[:, [max(i - 1, 0) for i in range(t)]]
+    nxt = f[:, [min(i + 1, t - 1) for i in range(t)]]
+    num = np.abs(prev - nxt).sum(axis=(1, 2, 3))
+    den = (np.abs(prev) + np.abs(nxt)).sum(axis=(1, 2, 3))
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
 volumes = arrays(np.float64, st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 5),
@@ -46,7 +33,7 @@ volumes = arrays(np.float64, st.tuples(st.integers(1, 2), st.integers(1, 3), st.
                  elements=st.floats(-10, 10, allow_nan=False, width=32))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(volumes)
 def test_matches_the_formula_and_stays_in_unit_interval(rel: np.ndarray) -> None:
     got = motion_score(torch.from_numpy(rel)).numpy()
@@ -54,14 +41,14 @@ def test_matches_the_formula_and_stays_in_unit_interval(rel: np.ndarray) -> None
     assert ((got >= 0) & (got <= 1 + 1e-12)).all()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(volumes, st.floats(1e-20, 1e20))
 def test_static_maps_score_zero_at_any_scale(rel: np.ndarray, scale: float) -> None:
     static = np.repeat(rel[:, :, :1], rel.shape[2], axis=2) * scale
     assert (motion_score(torch.from_numpy(static)).numpy() == 0).all()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(volumes, st.floats(1e-6, 1e6))
 def test_scale_free(rel: np.ndarray, scale: float) -> None:
     a = motion_score(torch.from_numpy(rel)).numpy()

@@ -144,10 +144,26 @@ def test_bad_arguments() -> None:
         shape_mask("star", 10)
 
 
+def _script(name: str):
+    """Import a training script from scripts/ (they are tools, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_training_is_deterministic(tmp_path) -> None:
     from safetensors.torch import load_file
 
-    from motion_relevance.synthetic.train import TrainConfig, train
+    mod = _script("train_synthetic")
+    TrainConfig, train = mod.TrainConfig, mod.train
 
     cfg = TrainConfig(variant="motion", steps=2, batch_size=4, threads=1, test_clips=8)
     r1 = train(cfg, tmp_path / "a")
@@ -159,3 +175,16 @@ def test_training_is_deterministic(tmp_path) -> None:
     r3 = train(TrainConfig(variant="motion", steps=2, batch_size=4, threads=1, test_clips=8, seed=1),
                tmp_path / "c")
     assert r3.sha256 != r1.sha256
+
+
+def test_graded_training_batches_carry_one_cue_each() -> None:
+    """Level L: per clip, motion carries the label (cue random) or the cue does (direction random)."""
+    mod = _script("train_graded")
+    for level in (0, 100):
+        b = mod.training_batch(level, seed=0, step=0, batch=16)
+        carrier = b.directions if level == 100 else b.cues
+        assert (carrier == b.labels).all()
+    b = mod.training_batch(50, seed=0, step=3, batch=64)
+    motion_clips = b.directions == b.labels
+    cue_clips = b.cues == b.labels
+    assert (motion_clips | cue_clips).all() and 0.2 < motion_clips.mean() < 0.9

@@ -385,24 +385,25 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="run the evidence benchmark (synthetic ground truth + optical flow on real clips)",
+        help="run the evidence benchmark (graded-reliance models, baselines, CIs; real clips)",
     )
     p.add_argument("--out", default="evaluate-output", help="output folder (default: evaluate-output)")
-    p.add_argument("--quick", action="store_true", help="small grid (a minute or two; used by CI)")
+    p.add_argument("--quick", action="store_true", help="small run (under a minute; used by CI)")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: all, or the quick set)")
-    p.add_argument("--sigmas", default=None, help="comma-separated sigmas, e.g. 0.5,1,2")
-    p.add_argument("--clips", type=int, default=None, help="held-out synthetic clips per model")
-    p.add_argument("--seed", type=int, default=None, help="seed of the held-out clips (default: 0)")
+    p.add_argument("--sigmas", default=None,
+                   help="comma-separated candidate sigmas, chosen on validation, e.g. 0.5,1,2")
+    p.add_argument("--clips", type=int, default=None, help="held-out test scenes (every model explains them)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the generated scenes (default: 0)")
     p.add_argument("--videos", nargs="*", default=None,
-                   help="real videos for the optical-flow part (default: examples/*.mp4 if present)")
+                   help="real videos for the real-clip part (default: examples/*.mp4 if present)")
     p.add_argument("--real-clips", type=int, default=None, help="clips taken from each real video")
-    p.add_argument("--no-real", action="store_true", help="skip the optical-flow part on real videos")
+    p.add_argument("--no-real", action="store_true", help="skip the real-clip part")
     p.set_defaults(func=_cmd_evaluate)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from motion_relevance.metrics.evaluate import EvaluationConfig, example_videos, run_evaluation
     from motion_relevance.report.evaluation import write_evaluation
+    from motion_relevance.runs.evaluate import EvaluationConfig, example_videos, run_evaluation
 
     overrides: dict[str, object] = {}
     if args.methods:
@@ -414,14 +415,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise MotionRelevanceError(f"--sigmas must be comma-separated numbers, got {args.sigmas!r}") from exc
     if args.clips is not None:
         overrides["clips"] = args.clips
+        overrides["frozen_clips"] = min(args.clips, 4 if args.quick else 8)
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.real_clips is not None:
         overrides["real_clips_per_video"] = args.real_clips
     if not args.no_real:
         overrides["real_videos"] = tuple(args.videos) if args.videos is not None else example_videos()
-    cfg = EvaluationConfig.quick(**overrides) if args.quick else EvaluationConfig.full(**overrides)
-    evaluation = run_evaluation(cfg, progress=True)
+    cfg = EvaluationConfig.quick(**overrides) if args.quick else EvaluationConfig(**overrides)
+    with _Bars() as bars:
+        evaluation = run_evaluation(cfg, progress=bars.show)
     parts = ["motion-relevance evaluate"] + (["--quick"] if args.quick else [])
     for flag in ("methods", "sigmas", "clips", "seed", "real_clips"):
         if getattr(args, flag) is not None:
@@ -432,6 +435,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         parts.append("--videos " + " ".join(args.videos))
     parts.append(f"--out {args.out}")
     paths = write_evaluation(evaluation, args.out, command=" ".join(parts))
+    print(f"chosen on validation: ties={evaluation.ties} context_frames={evaluation.context_frames} "
+          f"sigma={evaluation.sigma:g} ({evaluation.seconds:.0f} s)")
     for note in evaluation.notes:
         print(f"note: {note}")
     print(f"results: {paths[1]}")

@@ -78,4 +78,19 @@ def motion_precision(
     )
 
 
-__all__ = ["MotionPrecision", "as_voxel_mask", "mask_precision", "motion_precision", "voxel_magnitude"]
+def selective_recall(relevance: torch.Tensor, motion: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` share of the base relevance on the ground-truth voxels that ``motion`` keeps
+    (NaN where the base has no relevance there)."""
+    on_truth = (voxel_magnitude(relevance) * truth).sum(dim=(1, 2, 3))
+    kept = (voxel_magnitude(motion) * truth).sum(dim=(1, 2, 3))
+    return torch.where(on_truth > 0, kept / on_truth.clamp_min(1e-30), torch.nan)
+
+
+def f1_score(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
+    """Harmonic mean ``2pr / (p + r)`` per clip; NaN counts as 0, and 0 when both are 0."""
+    p, r = precision.nan_to_num(0.0), recall.nan_to_num(0.0)
+    return torch.where(p + r > 0, 2 * p * r / (p + r).clamp_min(1e-30), 0.0)
+
+
+__all__ = ["MotionPrecision", "as_voxel_mask", "f1_score", "mask_precision", "motion_precision",
+           "selective_recall", "voxel_magnitude"]

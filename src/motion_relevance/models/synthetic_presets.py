@@ -2,7 +2,8 @@
 
 The trained weights ship with the package (``models/trained/synthetic-*.safetensors``, about
 0.3 MB each) and are verified against the sha256 digests below before loading. They are
-reproduced by ``python -m motion_relevance.synthetic.train --variant VARIANT``.
+reproduced by ``python scripts/train_synthetic.py --variant VARIANT`` (the graded family by
+``scripts/train_graded.py``).
 """
 
 from __future__ import annotations
@@ -32,12 +33,48 @@ SYNTHETIC_PRESETS: dict[str, str] = {
     "with a static colour cue that agrees in 90 % of training clips",
 }
 
+#: The graded-reliance family (``scripts/train_graded.py``): one model per motion level (the
+#: percentage of training clips in which motion, not the static colour cue, carries the label)
+#: and training seed; smaller clips and network so that each trains in minutes on 2 cores.
+GRADED_LEVELS: tuple[int, ...] = (0, 25, 50, 75, 100)
+GRADED_SEEDS: tuple[int, ...] = (0, 1, 2)
+GRADED_FRAMES = 16
+GRADED_SIZE = 32
+GRADED_WIDTHS: tuple[int, int, int, int] = (8, 16, 24, 32)
+
+
+def graded_name(level: int, seed: int) -> str:
+    """Preset name of the graded model of ``level`` (percent) and ``seed``."""
+    return f"synthetic-graded-{level:03d}-s{seed}"
+
+
+GRADED_PRESETS: dict[str, str] = {
+    graded_name(level, seed): f"small C3D on 32x32 two-cue clips; motion carries the label in "
+    f"{level} % of training clips, a static colour cue in the rest (seed {seed})"
+    for level in GRADED_LEVELS
+    for seed in GRADED_SEEDS
+}
+
 #: sha256 of each shipped weights file (printed by the training command).
 WEIGHTS_SHA256: dict[str, str] = {
     "synthetic-motion": "6477fee674bf35da05db9f58c40a1c02537e610587c811152134f5e8ac61e4cf",
     "synthetic-appearance": "467abf5ecfed4269ea9d66c93d2dff055b5b127d24edbce0aa0b3d77350dab63",
     "synthetic-shortcut": "1a16e6f170132369594ed0dc8972040370c1836224ccc2450c46f0230969032a",
 }
+
+#: sha256 of each graded model's weights (printed by scripts/train_graded.py).
+GRADED_SHA256: dict[str, str] = {
+    "synthetic-graded-000-s0": "9b58af7806ecc29151b481dce5a6e1e93007b6251a63af640e6773a87a7ea23f",
+    "synthetic-graded-000-s1": "2d2d616100638952bb80b55a787d316645e9a2d82ab6d9ccf2e521b6541faea8",
+    "synthetic-graded-025-s0": "b4b4ec1c2a01e1c246e7172ea68dec7942c0da583bf8b56c5508c1bf83e48005",
+    "synthetic-graded-050-s0": "fbf8374fbb6bab35b943b2ff6e73054064559985dffccc4c4f2b5849ffdcc08d",
+    "synthetic-graded-075-s0": "50f4a2273df01ca789ed9a14fcb5ff9415c071f6c7c1f4fd69e814f3490da073",
+    "synthetic-graded-100-s0": "d6ad3d00e15b9ed6b588cc059dba255dd2dbe0fd2554eaf63bbe72b1bad9e752",
+    "synthetic-graded-100-s1": "1873f291d6e85137d7fb243f734e341e004062cd173801a416dc77f310ec4431",
+}
+WEIGHTS_SHA256.update(GRADED_SHA256)
+# Only graded models whose weights ship are presets (the family is trained a level at a time).
+SYNTHETIC_PRESETS.update({k: v for k, v in GRADED_PRESETS.items() if k in GRADED_SHA256})
 
 #: Channel widths of the four 3x3x3 convolution stages.
 WIDTHS: tuple[int, int, int, int] = (8, 16, 32, 64)
@@ -80,8 +117,28 @@ def _variant(name: str) -> str:
     return name.removeprefix("synthetic-")
 
 
+def graded_spec(name: str) -> InputSpec:
+    """The InputSpec of a graded-reliance preset: 16 frames of 32x32, direction labels."""
+    if name not in GRADED_PRESETS:
+        raise UnknownNameError(f"unknown graded preset {name!r}")
+    return InputSpec(
+        frames=GRADED_FRAMES,
+        size=(GRADED_SIZE, GRADED_SIZE),
+        resize=None,
+        mean=MEAN,
+        std=STD,
+        scale=1.0 / 255.0,
+        labels=labels("shortcut"),
+        cam_layer="features.conv4",
+        description=GRADED_PRESETS[name],
+        min_frames=8,
+    )
+
+
 def synthetic_spec(name: str) -> InputSpec:
     """The InputSpec of a synthetic preset: 16 frames of 64x64, no resize, 4 labels."""
+    if name in GRADED_PRESETS:
+        return graded_spec(name)
     variant = _variant(name)
     return InputSpec(
         frames=FRAMES,
@@ -99,7 +156,10 @@ def synthetic_spec(name: str) -> InputSpec:
 def weights_resource(name: str) -> Traversable:
     """Where a preset's weights live inside the installed package."""
     _variant(name)
-    return resources.files("motion_relevance.models").joinpath("trained", f"{name}.safetensors")
+    folder = resources.files("motion_relevance.models").joinpath("trained")
+    if name in GRADED_PRESETS:
+        folder = folder.joinpath("graded")
+    return folder.joinpath(f"{name}.safetensors")
 
 
 def synthetic_weights_available(name: str) -> bool:
@@ -116,7 +176,7 @@ def build_synthetic(name: str) -> tuple[nn.Module, InputSpec]:
     if not resource.is_file():
         raise WeightsError(
             f"the package has no weights for {name}; reinstall motion-relevance or train them "
-            f"with `python -m motion_relevance.synthetic.train --variant {_variant(name)}`"
+            "with the command in docs/evidence.md"
         )
     data = resource.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
@@ -126,7 +186,8 @@ def build_synthetic(name: str) -> tuple[nn.Module, InputSpec]:
             f"weights of {name} have sha256 {digest[:16]}..., expected "
             f"{(expected or 'none recorded')[:16]}...; reinstall motion-relevance"
         )
-    model = SyntheticC3D(num_classes=len(spec.labels or ()))
+    widths = GRADED_WIDTHS if name in GRADED_PRESETS else WIDTHS
+    model = SyntheticC3D(num_classes=len(spec.labels or ()), widths=widths)
     try:
         model.load_state_dict(load_safetensors(data), strict=True)
     except RuntimeError as exc:
@@ -139,10 +200,18 @@ def build_synthetic(name: str) -> tuple[nn.Module, InputSpec]:
 
 
 __all__ = [
+    "GRADED_FRAMES",
+    "GRADED_LEVELS",
+    "GRADED_PRESETS",
+    "GRADED_SEEDS",
+    "GRADED_SIZE",
+    "GRADED_WIDTHS",
     "SYNTHETIC_PRESETS",
     "WEIGHTS_SHA256",
     "SyntheticC3D",
     "build_synthetic",
+    "graded_name",
+    "graded_spec",
     "synthetic_spec",
     "synthetic_weights_available",
     "weights_resource",

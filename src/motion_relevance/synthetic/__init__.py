@@ -1,7 +1,8 @@
 """The ground-truth motion benchmark: procedural clips with per-voxel masks of what moves.
 
 See :mod:`motion_relevance.synthetic.generator` for the three variants and
-:mod:`motion_relevance.synthetic.train` for the command that trains the reference models.
+``scripts/train_synthetic.py`` and ``scripts/train_graded.py`` for the commands that train the
+reference models.
 """
 
 from __future__ import annotations

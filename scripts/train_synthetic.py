@@ -1,6 +1,6 @@
 """Train the reference model of one synthetic variant (deterministic, CPU, a few minutes).
 
-    python -m motion_relevance.synthetic.train --variant motion
+    python scripts/train_synthetic.py --variant motion
 
 writes ``src/motion_relevance/models/trained/synthetic-motion.safetensors`` and prints its
 sha256 (to record in ``models/synthetic_presets.py``), test accuracy and frozen-clip accuracy.
@@ -31,7 +31,7 @@ from motion_relevance.synthetic.generator import VARIANTS, generate
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / "models" / "trained"
+DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / "src" / "motion_relevance" / "models" / "trained"
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,8 @@ def train(cfg: TrainConfig, out: Path | str | None = None, *, progress: bool = F
         architecture="SyntheticC3D",
         test_accuracy=round(test_acc, 4),
         frozen_accuracy=round(test_facc, 4),
+        # The command as recorded in the shipped weights (the script lived in the package then);
+        # kept word for word so that a re-run reproduces those files byte for byte.
         command=f"python -m motion_relevance.synthetic.train --variant {cfg.variant} "
         f"--steps {cfg.steps} --batch-size {cfg.batch_size} --seed {cfg.seed} --threads {cfg.threads}",
     )
@@ -174,7 +176,7 @@ def train(cfg: TrainConfig, out: Path | str | None = None, *, progress: bool = F
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m motion_relevance.synthetic.train",
+        prog="python scripts/train_synthetic.py",
         description="Train the reference model of a synthetic benchmark variant.",
     )
     parser.add_argument("--variant", required=True, choices=VARIANTS)
