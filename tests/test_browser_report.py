@@ -62,8 +62,11 @@ def test_slider_numbers_equal_python(browser: HeadlessChromium, report: tuple, t
             assert js["kept"] == py.kept and js["total"] == py.total
             assert js["mask_voxels"] == py.mask_voxels and js["voxels"] == py.voxels
             assert js["stds"] == list(py.stds)
-            shown = browser.evaluate(f"document.querySelector('[data-method=\"{name}\"] output').textContent")
+            shown = browser.evaluate(f"document.querySelector('[data-method=\"{name}\"] .share output').textContent")
             assert shown == f"{100 * py.motion_share:.1f}%"
+            score = next(m["motion_score"] for m in data.meta["methods"] if m["name"] == name)
+            shown = browser.evaluate(f"document.querySelector('[data-method=\"{name}\"] .score output').textContent")
+            assert shown == f"{100 * score:.1f}%"  # the calibrated score beside it (it does not depend on sigma)
         return page
 
     check(1.0)

@@ -192,11 +192,12 @@
         const inMask = this.mask[base + i] === 1;
         let x = kind === 1 && !inMask ? 0 : kind === 2 && inMask ? 0 : this.e[base + i] * gain;
         x = Math.max(-1, Math.min(1, x));
+        x = Math.sign(x) * Math.pow(Math.abs(x), meta.gamma); // overlay.py colorize: colour and opacity
         const rgb = LUT[Math.round((x + 1) * 127.5)];
         px[4 * i] = rgb[0];
         px[4 * i + 1] = rgb[1];
         px[4 * i + 2] = rgb[2];
-        px[4 * i + 3] = Math.round(255 * meta.alpha * Math.pow(Math.abs(x), meta.gamma));
+        px[4 * i + 3] = Math.round(255 * meta.alpha * Math.abs(x));
       }
       this.heat.getContext("2d").putImageData(this.heatImage, 0, 0);
       this.drawFrame(ctx, frame);
