@@ -8,7 +8,8 @@
 #
 # The first argument is a space-separated list of files to mutate; the rest are the test files.
 # Prints mutmut's per-mutant results and a last line "killed K of N (R %)". Set KEEP=DIR to keep
-# the copy (mutmut's `mutants/` folder, for `mutmut show NAME`) in DIR.
+# the copy (mutmut's `mutants/` folder, for `mutmut show NAME`) in DIR; set DESELECT=EXPR to
+# leave out the tests matching a pytest -k expression (say which in any score you quote).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY="$ROOT/.venv/bin/python"
@@ -36,6 +37,7 @@ done
 
 only=$(printf '"%s", ' "${targets[@]}")
 sel=$(printf '"%s", ' "${tests[@]}")
+[ -n "${DESELECT:-}" ] && sel="${sel}\"-k\", \"not (${DESELECT})\", "
 cat >> "$WORK/pyproject.toml" <<EOF
 
 [tool.mutmut]
