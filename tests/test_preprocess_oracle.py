@@ -210,3 +210,31 @@ def test_bad_frames_are_one_line_errors(frames: np.ndarray, words: str) -> None:
 
 def test_labels_from_lines_skips_blank_lines() -> None:
     assert labels_from_lines(["walk\n", "  \n", " run ", ""]) == ("walk", "run")
+
+
+def test_label_index_exact_then_case_insensitive() -> None:
+    from motion_relevance.errors import UnknownNameError
+
+    spec = InputSpec(frames=2, size=(4, 4), labels=("Run", "run", "Walk", "jump"))
+    assert spec.label_index("run") == 1  # the exact match wins over the earlier "Run"
+    assert spec.label_index("Run") == 0
+    assert spec.label_index("WALK") == 2 and spec.label_index("Jump") == 3
+    with pytest.raises(UnknownNameError, match=r"unknown label 'swim'; see the model's labels \(e.g. 'Run'\)"):
+        spec.label_index("swim")
+    with pytest.raises(UnknownNameError, match=r"this model has no label names; give the target as an integer, not 'run'"):
+        InputSpec(frames=2, size=(4, 4)).label_index("run")
+
+
+def test_check_clip_length_exact_and_at_least() -> None:
+    from motion_relevance.models.spec import check_clip_length
+
+    exact = InputSpec(frames=8, size=(4, 4))
+    check_clip_length(exact, 8)
+    for n in (7, 9):
+        with pytest.raises(InvalidInputError, match=rf"this model needs exactly 8 frames per clip, got {n}"):
+            check_clip_length(exact, n)
+    open_ended = InputSpec(frames=8, size=(4, 4), min_frames=3)
+    for n in (3, 8, 20):
+        check_clip_length(open_ended, n)
+    with pytest.raises(InvalidInputError, match=r"this model needs at least 3 frames per clip, got 2"):
+        check_clip_length(open_ended, 2)
