@@ -284,7 +284,6 @@ def _explain_and_write(
             report.add_frames(item.frames[item.window.owned])
             for i, (name, step) in enumerate(item.steps.items()):
                 report.add_window(name, _store_window(step, item.window, outputs[name], render_dir / f"{i}-{item.window.index}.npz"))
-        explain_seconds = time.perf_counter() - t0
         vmax = {m: o.scale.value() for m, o in outputs.items()}
         for k, (window, frames) in enumerate(run.clips(quiet=True)):
             if k >= len(windows) or window.frame_indices != windows[k].frame_indices:
@@ -301,6 +300,7 @@ def _explain_and_write(
         shutil.rmtree(render_dir)
         for output in outputs.values():
             output.writer.close()
+        explain_seconds = time.perf_counter() - t0
     except BaseException:
         for output in outputs.values():
             output.writer.abort()
