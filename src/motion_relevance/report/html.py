@@ -294,8 +294,10 @@ def _body(meta: dict[str, Any]) -> str:
         )
         sections.append(
             f'<section class="method" id="mr-{i}" data-method="{name}">\n'
-            f'<h2>{name} <span class="score">motion score <output id="mr-{i}-score">{shown_score}</output></span>'
-            f' <span class="share">motion share (paper) <output id="mr-{i}-share">…</output></span>'
+            f'<h2>{name} <span class="score" title="{e(str(meanings.get("motion_score", "")))}">motion score '
+            f'<output id="mr-{i}-score">{shown_score}</output></span>'
+            f' <span class="share" title="{e(str(meanings.get("motion_share", "")))}">motion share (paper) '
+            f'<output id="mr-{i}-share">…</output></span>'
             f' <span class="maskfrac">mask <output id="mr-{i}-mask">…</output> of voxels</span> {note}</h2>\n'
             f'<div class="players">{canvases}</div>\n'
             f'<canvas id="mr-{i}-plot" class="plot" width="960" height="150"></canvas>\n</section>\n'
