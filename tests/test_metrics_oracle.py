@@ -351,6 +351,9 @@ def test_deletion_is_seeded_and_takes_integer_masks() -> None:
     c = deletion_faithfulness(Spy(weight), clips, target, relevance, mask, seed=1)
     assert torch.equal(a.random, b.random)  # the default seed is 0
     assert not torch.equal(a.random[:2], c.random[:2])
+    # the most relevant voxels lie in the mask: a mask not made boolean would let "static" take them
+    relevance = torch.where(mask[:, None], 100 * relevance.abs(), relevance)
+    a = deletion_faithfulness(Spy(weight), clips, target, relevance, mask)
     d = deletion_faithfulness(Spy(weight), clips, target, relevance, mask.numpy().astype(np.uint8), batch_size=1)
     for name in ("motion", "static", "random", "removed"):
         assert torch.allclose(getattr(d, name).double(), getattr(a, name).double(), atol=1e-5), name
@@ -381,3 +384,58 @@ def test_magnitudes_are_float32_and_bad_shapes_are_named() -> None:
         voxel_magnitude(torch.zeros(2, 3))
     with pytest.raises(InvalidInputError, match=r"AUROC needs at least one score in each group, got 1 and 0"):
         auroc([1.0], [float("nan")])
+
+
+def test_flow_magnitude_pairs_each_frame_with_the_next_and_the_last_with_the_one_before() -> None:
+    import cv2
+
+    rng = np.random.default_rng(8)
+    base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8).repeat(6, 0).repeat(6, 1)  # 36 x 48
+    shifted = np.roll(base, 3, axis=1)
+    frames = np.stack([base, shifted, shifted])  # moves, then stands still
+    mag = flow_module.flow_magnitude(frames)
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    first = cv2.calcOpticalFlowFarneback(grey[0], grey[1], None, **flow_module.FARNEBACK)
+    np.testing.assert_allclose(mag[0], np.hypot(first[..., 0], first[..., 1]), rtol=1e-6)
+    assert mag[0].max() > 2.0  # the 3-pixel shift
+    assert mag[1].max() < 0.3 and mag[2].max() < 0.3  # 1 -> 2 and 2 -> 1: (next to) no motion
+    two = flow_module.flow_magnitude(frames[1:])  # two frames are enough
+    assert two.shape == (2, 36, 48)
+
+
+@pytest.mark.parametrize(
+    ("frames", "words"),
+    [
+        (np.zeros((3, 8, 8, 4), np.uint8), r"frames must be uint8 \(T, H, W, 3\) RGB, got uint8 \(3, 8, 8, 4\)"),
+        (np.zeros((3, 8, 8, 3), np.float32), r"got float32 \(3, 8, 8, 3\)"),
+        (np.zeros((8, 8, 3), np.uint8), r"got uint8 \(8, 8, 3\)"),
+        (np.zeros((1, 8, 8, 3), np.uint8), r"optical flow needs at least 2 frames, got 1"),
+    ],
+)
+def test_flow_magnitude_checks_its_frames(frames: np.ndarray, words: str) -> None:
+    from motion_relevance.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=words):
+        flow_module.flow_magnitude(frames)
+
+
+def test_motion_precision_sigma_padding_and_a_given_split() -> None:
+    from motion_relevance.metrics import motion_precision
+    from motion_relevance.selective import selective_relevance
+
+    gen = torch.Generator().manual_seed(9)
+    r = torch.rand(1, 2, 6, 8, 8, generator=gen) + 1.0
+    truth = torch.zeros(1, 6, 8, 8, dtype=torch.bool)
+    truth[:, :, 2:5, 2:5] = True
+    assert motion_precision(r, truth).sigma == 1.0  # the default
+    for sigma, padding in ((2.0, "replicate"), (1.0, "zeros")):
+        got = motion_precision(r, truth, sigma, padding=padding)
+        want = selective_relevance(r, sigma, padding=padding)
+        assert got.sigma == sigma
+        assert torch.equal(got.motion_share, want.motion_share)
+        assert torch.allclose(got.selective, mask_precision(want.motion, truth), equal_nan=True)
+    assert not torch.equal(motion_precision(r, truth, padding="zeros").motion_share,
+                           motion_precision(r, truth).motion_share)
+    given = selective_relevance(r, 3.0)
+    got = motion_precision(r, truth, 1.0, selective=given)
+    assert got.sigma == 3.0 and torch.equal(got.motion_share, given.motion_share)
