@@ -57,7 +57,8 @@ maps with layer norm's scale held constant, attention weights as constants as in
 split in proportion, products split evenly, GELU passing relevance). ``deep_taylor`` (z+ rules
 for ReLU activations) and ``nn.MultiheadAttention`` (one fused kernel) are refused up front
 (``refuse_unsupported``). With ``ignore_bias=True`` and *non-zero* biases a transformer can
-amplify relevance where a unit's bias-free part is tiny; the check rejects such maps.
+amplify relevance where a unit's bias-free part is tiny, and MViT's class token (a learnt
+constant) keeps relevance like a bias; the check rejects such maps.
 """
 
 from __future__ import annotations
