@@ -70,6 +70,7 @@ def test_summary_motion_score_is_motion_score_of_each_window(tmp_path: Path, tin
     assert 0.0 < got < 1.0 and got != pytest.approx(summary["methods"]["saliency"]["motion_share"], abs=1e-3)
     assert summary["definitions"]["motion_score"].startswith(MEANINGS["motion_score"])
     assert summary["ties"] == "first" and summary["context_frames"] == 0
+    assert {"ties", "context_frames"} <= set(summary["definitions"])
     # The report shows the score beside the paper's share, with a one-line meaning each.
     data = read_report(result.report)
     assert data.meta["methods"][0]["motion_score"] == got

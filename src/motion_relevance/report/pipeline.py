@@ -87,6 +87,9 @@ DEFINITIONS = {
     "mask_fraction": "fraction of voxels inside the motion mask (|temporal derivative| > sigma * std)",
     "seconds": "wall-clock seconds spent in the base method and the selective step for this method",
     "seconds_selective": "wall-clock seconds spent in the selective step alone for this method",
+    "ties": "how max pools passed gradient through tied maxima: 'first' (Captum/Zennit) or 'shared' evenly",
+    "context_frames": "real neighbouring frames each window was explained with on each side, cropped away "
+    "afterwards (the edge frame repeats where the decoded video ends)",
 }
 
 
