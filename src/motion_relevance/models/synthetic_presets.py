@@ -67,6 +67,7 @@ GRADED_SHA256: dict[str, str] = {
     "synthetic-graded-000-s0": "9b58af7806ecc29151b481dce5a6e1e93007b6251a63af640e6773a87a7ea23f",
     "synthetic-graded-000-s1": "2d2d616100638952bb80b55a787d316645e9a2d82ab6d9ccf2e521b6541faea8",
     "synthetic-graded-025-s0": "b4b4ec1c2a01e1c246e7172ea68dec7942c0da583bf8b56c5508c1bf83e48005",
+    "synthetic-graded-025-s1": "5ced40388f786b5649b79c18aafbb5dd6361484a9851aa332a8593b9bd1aea3d",
     "synthetic-graded-050-s0": "fbf8374fbb6bab35b943b2ff6e73054064559985dffccc4c4f2b5849ffdcc08d",
     "synthetic-graded-050-s1": "d6007f1874b8a308ac0e63a2018ed066fc38836a30c79e4a28012613d059e089",
     "synthetic-graded-075-s0": "50f4a2273df01ca789ed9a14fcb5ff9415c071f6c7c1f4fd69e814f3490da073",
