@@ -119,40 +119,26 @@ def _variant(name: str) -> str:
     return name.removeprefix("synthetic-")
 
 
+def _spec(frames: int, size: int, variant: str, description: str, min_frames: int | None) -> InputSpec:
+    """The shared shape of every synthetic preset's InputSpec (no resize, the same pixels)."""
+    return InputSpec(frames=frames, size=(size, size), resize=None, mean=MEAN, std=STD,
+                     scale=1.0 / 255.0, labels=labels(variant), cam_layer="features.conv4",
+                     description=description, min_frames=min_frames)
+
+
 def graded_spec(name: str) -> InputSpec:
-    """The InputSpec of a graded-reliance preset: 16 frames of 32x32, direction labels."""
+    """The InputSpec of a graded-reliance preset: 16 frames of 32x32 (longer clips accepted,
+    for context frames), direction labels."""
     if name not in GRADED_PRESETS:
         raise UnknownNameError(f"unknown graded preset {name!r}")
-    return InputSpec(
-        frames=GRADED_FRAMES,
-        size=(GRADED_SIZE, GRADED_SIZE),
-        resize=None,
-        mean=MEAN,
-        std=STD,
-        scale=1.0 / 255.0,
-        labels=labels("shortcut"),
-        cam_layer="features.conv4",
-        description=GRADED_PRESETS[name],
-        min_frames=8,
-    )
+    return _spec(GRADED_FRAMES, GRADED_SIZE, "shortcut", GRADED_PRESETS[name], min_frames=8)
 
 
 def synthetic_spec(name: str) -> InputSpec:
     """The InputSpec of a synthetic preset: 16 frames of 64x64, no resize, 4 labels."""
     if name in GRADED_PRESETS:
         return graded_spec(name)
-    variant = _variant(name)
-    return InputSpec(
-        frames=FRAMES,
-        size=(SIZE, SIZE),
-        resize=None,
-        mean=MEAN,
-        std=STD,
-        scale=1.0 / 255.0,
-        labels=labels(variant),
-        cam_layer="features.conv4",
-        description=SYNTHETIC_PRESETS[name],
-    )
+    return _spec(FRAMES, SIZE, _variant(name), SYNTHETIC_PRESETS[name], min_frames=None)
 
 
 def weights_resource(name: str) -> Traversable:
