@@ -71,6 +71,7 @@ GRADED_SHA256: dict[str, str] = {
     "synthetic-graded-050-s0": "fbf8374fbb6bab35b943b2ff6e73054064559985dffccc4c4f2b5849ffdcc08d",
     "synthetic-graded-050-s1": "d6007f1874b8a308ac0e63a2018ed066fc38836a30c79e4a28012613d059e089",
     "synthetic-graded-075-s0": "50f4a2273df01ca789ed9a14fcb5ff9415c071f6c7c1f4fd69e814f3490da073",
+    "synthetic-graded-075-s1": "f86e8a7e7ba898dc0e86b647a8cc1bcb6d03930ebed7c0d286401069ebecc7c2",
     "synthetic-graded-100-s0": "d6ad3d00e15b9ed6b588cc059dba255dd2dbe0fd2554eaf63bbe72b1bad9e752",
     "synthetic-graded-100-s1": "1873f291d6e85137d7fb243f734e341e004062cd173801a416dc77f310ec4431",
 }
