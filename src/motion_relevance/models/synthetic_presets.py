@@ -66,6 +66,7 @@ WEIGHTS_SHA256: dict[str, str] = {
 GRADED_SHA256: dict[str, str] = {
     "synthetic-graded-000-s0": "9b58af7806ecc29151b481dce5a6e1e93007b6251a63af640e6773a87a7ea23f",
     "synthetic-graded-000-s1": "2d2d616100638952bb80b55a787d316645e9a2d82ab6d9ccf2e521b6541faea8",
+    "synthetic-graded-000-s2": "21f1208f25525381e01e4d77604f42eb43a9b707c9463f9688427edc0fe215ae",
     "synthetic-graded-025-s0": "b4b4ec1c2a01e1c246e7172ea68dec7942c0da583bf8b56c5508c1bf83e48005",
     "synthetic-graded-025-s1": "5ced40388f786b5649b79c18aafbb5dd6361484a9851aa332a8593b9bd1aea3d",
     "synthetic-graded-050-s0": "fbf8374fbb6bab35b943b2ff6e73054064559985dffccc4c4f2b5849ffdcc08d",
