@@ -75,6 +75,7 @@ GRADED_SHA256: dict[str, str] = {
     "synthetic-graded-075-s1": "f86e8a7e7ba898dc0e86b647a8cc1bcb6d03930ebed7c0d286401069ebecc7c2",
     "synthetic-graded-100-s0": "d6ad3d00e15b9ed6b588cc059dba255dd2dbe0fd2554eaf63bbe72b1bad9e752",
     "synthetic-graded-100-s1": "1873f291d6e85137d7fb243f734e341e004062cd173801a416dc77f310ec4431",
+    "synthetic-graded-100-s2": "9dfada58d8a2b655718b0954552e39479aecfb3fd622b8c3bce270b758fbd314",
 }
 WEIGHTS_SHA256.update(GRADED_SHA256)
 # Only graded models whose weights ship are presets (the family is trained a level at a time).
