@@ -71,6 +71,7 @@ GRADED_SHA256: dict[str, str] = {
     "synthetic-graded-025-s1": "5ced40388f786b5649b79c18aafbb5dd6361484a9851aa332a8593b9bd1aea3d",
     "synthetic-graded-050-s0": "fbf8374fbb6bab35b943b2ff6e73054064559985dffccc4c4f2b5849ffdcc08d",
     "synthetic-graded-050-s1": "d6007f1874b8a308ac0e63a2018ed066fc38836a30c79e4a28012613d059e089",
+    "synthetic-graded-050-s2": "bfabc1ec13632abd7e5dcdd85957f4e1904fd6daa9d8dcdde85ae9190cc587c7",
     "synthetic-graded-075-s0": "50f4a2273df01ca789ed9a14fcb5ff9415c071f6c7c1f4fd69e814f3490da073",
     "synthetic-graded-075-s1": "f86e8a7e7ba898dc0e86b647a8cc1bcb6d03930ebed7c0d286401069ebecc7c2",
     "synthetic-graded-100-s0": "d6ad3d00e15b9ed6b588cc059dba255dd2dbe0fd2554eaf63bbe72b1bad9e752",
