@@ -69,6 +69,7 @@ GRADED_SHA256: dict[str, str] = {
     "synthetic-graded-000-s2": "21f1208f25525381e01e4d77604f42eb43a9b707c9463f9688427edc0fe215ae",
     "synthetic-graded-025-s0": "b4b4ec1c2a01e1c246e7172ea68dec7942c0da583bf8b56c5508c1bf83e48005",
     "synthetic-graded-025-s1": "5ced40388f786b5649b79c18aafbb5dd6361484a9851aa332a8593b9bd1aea3d",
+    "synthetic-graded-025-s2": "16831f170600211e36326d249c81c4c61ada20aa8a55770363888af028933ff4",
     "synthetic-graded-050-s0": "fbf8374fbb6bab35b943b2ff6e73054064559985dffccc4c4f2b5849ffdcc08d",
     "synthetic-graded-050-s1": "d6007f1874b8a308ac0e63a2018ed066fc38836a30c79e4a28012613d059e089",
     "synthetic-graded-050-s2": "bfabc1ec13632abd7e5dcdd85957f4e1904fd6daa9d8dcdde85ae9190cc587c7",
