@@ -75,6 +75,7 @@ GRADED_SHA256: dict[str, str] = {
     "synthetic-graded-050-s2": "bfabc1ec13632abd7e5dcdd85957f4e1904fd6daa9d8dcdde85ae9190cc587c7",
     "synthetic-graded-075-s0": "50f4a2273df01ca789ed9a14fcb5ff9415c071f6c7c1f4fd69e814f3490da073",
     "synthetic-graded-075-s1": "f86e8a7e7ba898dc0e86b647a8cc1bcb6d03930ebed7c0d286401069ebecc7c2",
+    "synthetic-graded-075-s2": "b756b75b21394a671984f2653d483f9a3f1669cf626c69eb9cb1a7be6410e4b8",
     "synthetic-graded-100-s0": "d6ad3d00e15b9ed6b588cc059dba255dd2dbe0fd2554eaf63bbe72b1bad9e752",
     "synthetic-graded-100-s1": "1873f291d6e85137d7fb243f734e341e004062cd173801a416dc77f310ec4431",
     "synthetic-graded-100-s2": "9dfada58d8a2b655718b0954552e39479aecfb3fd622b8c3bce270b758fbd314",
