@@ -47,6 +47,7 @@ from motion_relevance.metrics.precision import (
     voxel_magnitude,
 )
 from motion_relevance.metrics.reliance import Reliance, intervention_reliance
+from motion_relevance.metrics.separation import auroc
 from motion_relevance.metrics.sparsity import sparsity_ratio
 from motion_relevance.metrics.statistics import Estimate, auroc_ci, mean_ci, spearman_ci
 from motion_relevance.models.spec import InputSpec
@@ -347,14 +348,17 @@ def _validate(cfg: EvaluationConfig, methods: Sequence[str], family: list[tuple[
     frozen = _frozen(scenes, cfg.val_frozen_clips)
     best, best_key = cfg.candidates[0], -math.inf
     done, total = 0, len(cfg.candidates) * len(methods)
+    level100: dict[tuple[str, int], dict[str, torch.Tensor]] = {}  # reused for sigma below
     for ties, context in cfg.candidates:
         objective = []
+        kept = level100.setdefault((ties, context), {})
         for method in methods:
-            s = {lv: motion_score(_explain(models[lv][0], scenes, method, ties, context, cfg))
-                 for lv in (0, 100)}
+            kept[method] = _explain(models[100][0], scenes, method, ties, context, cfg)
+            s = {0: motion_score(_explain(models[0][0], scenes, method, ties, context, cfg)),
+                 100: motion_score(kept[method])}
             f = torch.cat([motion_score(_explain(models[lv][0], frozen, method, ties, context, cfg))
                            for lv in (0, 100)])
-            a = auroc_ci(s[100], s[0], resamples=2).value
+            a = auroc(s[100], s[0])
             objective.append(a - float(f.mean()))
             rows.add("validation", f"ties={ties} context={context}", method, "auroc_minus_frozen",
                      a - float(f.mean()), n=len(scenes.clips))
@@ -368,7 +372,7 @@ def _validate(cfg: EvaluationConfig, methods: Sequence[str], family: list[tuple[
     # sigma: best mean F1 of selective precision and recall on the level-100 model
     f1: dict[float, list[float]] = {s: [] for s in cfg.sigmas}
     for method in methods:
-        rel = _explain(models[100][0], scenes, method, ties, context, cfg)
+        rel = level100[best][method]
         for sigma in cfg.sigmas:
             sel = selective_relevance(rel, sigma)
             p = mask_precision(sel.motion, scenes.motion_mask)
