@@ -1,14 +1,20 @@
-"""Batch throughput: clips per second, local engine vs Ray engine, same manifest, same run.
+"""Batch throughput: does the pipeline keep the model busy? Local and Ray engines, one run.
 
-Run: ``.venv/bin/python benchmarks/bench_batch.py`` (defaults: 16 synthetic videos of 48 frames
-at 64x64, the ``synthetic-motion`` C3D with random weights, saliency + gradcam). A "clip" is one
-row of the store: one clip explained by one method. The local engine runs one process with
-``--threads`` torch threads (default: all cores); Ray runs ``--workers`` actors with
-``--threads / --workers`` threads each on a local Ray with as many CPUs. Starting Ray itself is
-timed apart (on a cluster it is already up); both runs are otherwise end to end (model building,
-actor start-up, decoding, explaining, committing, consolidating). "compute" is the sum of the
-rows' ``seconds`` (time inside explain + selective). The ratio ray / local is the throughput
-Ray keeps on one machine (< 1: slower than local).
+Run: ``.venv/bin/python benchmarks/bench_batch.py`` (defaults: 12 synthetic videos of 64 frames
+at 256x192, the ``synthetic-motion`` preset, saliency + gradcam, 1 decode worker and 1 torch
+thread for the model: the shape of a 2-core machine).
+
+For each engine it measures, in clips (windows of the model's length) per second:
+
+* **decode only**: the videos decoded and preprocessed by the same decode workers (local: the
+  ``DecodePool`` processes; Ray: the ``decode_unit`` tasks), nothing explained;
+* **explain only**: the same clips, already decoded and held in memory, explained by the same
+  model process (local: ``UnitProcessor`` in this process; Ray: the ``UnitActor``s);
+* **pipeline**: ``run_batch`` end to end (model building, decoding, explaining, committing).
+
+The ratio pipeline / min(decode only, explain only) is the share of the slower stage's speed the
+pipeline keeps: 1.0 is perfect overlap, 0.5 what running the two stages one after the other
+gives when they are equally fast. Starting Ray itself is not counted (on a cluster it is up).
 """
 
 from __future__ import annotations
@@ -21,18 +27,23 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_relevance.batch import BatchResult, RayOptions, run_batch
+from motion_relevance.batch import RayOptions, read_manifest, run_batch
+from motion_relevance.batch.pipeline import BatchSettings, ModelSource, UnitProcessor
+from motion_relevance.batch.prefetch import DecodePool
 from motion_relevance.video import write_video
 
 
-def make_manifest(folder: Path, videos: int, frames: int, size: int) -> Path:
+def make_manifest(folder: Path, videos: int, frames: int, size: int, height: int | None = None) -> Path:
+    """``videos`` synthetic clips (a bright square moving over noise) and their manifest."""
     rng = np.random.default_rng(0)
+    height = height or size
     lines = ["path,label"]
     for i in range(videos):
-        clip = rng.integers(0, 80, size=(frames, size, size, 3), dtype=np.uint8)
+        clip = rng.integers(0, 80, size=(frames, height, size, 3), dtype=np.uint8)
+        side = max(8, height // 4)
         for t in range(frames):
-            x = (3 * t + 7 * i) % (size - 16)
-            clip[t, 20:36, x : x + 16] = (230, 210, 60)
+            x = (3 * t + 7 * i) % (size - side)
+            clip[t, height // 3 : height // 3 + side, x : x + side] = (230, 210, 60)
         write_video(folder / f"v{i}.mp4", clip, fps=25.0)
         lines.append(f"v{i}.mp4,class{i % 3}")
     manifest = folder / "manifest.csv"
@@ -40,60 +51,115 @@ def make_manifest(folder: Path, videos: int, frames: int, size: int) -> Path:
     return manifest
 
 
-def compute_seconds(result: BatchResult) -> float:
-    return float(sum(result.rows.column("seconds").to_pylist()))
+def _local(manifest: Path, folder: Path, args: argparse.Namespace, settings: BatchSettings) -> dict[str, float]:
+    source = ModelSource.of(args.model)
+    entries = read_manifest(manifest)
+    spec = source.load()[1]
+
+    start = time.perf_counter()
+    decoded = {}
+    with DecodePool(spec, settings, args.decode_workers) as pool:
+        for entry, chunks in pool.units(entries):
+            decoded[entry.row] = list(chunks)
+    decode_s = time.perf_counter() - start
+    clips = sum(len(c.windows) for chunks in decoded.values() for c in chunks)
+
+    processor = UnitProcessor(source, settings)
+    processor.process(entries[0], decoded[entries[0].row])  # warm-up (first-call costs)
+    start = time.perf_counter()
+    for entry in entries:
+        processor.process(entry, decoded[entry.row])
+    explain_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = run_batch(manifest, folder / "local", model=args.model, methods=args.methods, threads=args.threads,
+                       decode_workers=args.decode_workers, clip_batch=args.clip_batch)  # fmt: skip
+    pipeline_s = time.perf_counter() - start
+    assert result.failed == 0
+    return {"clips": clips, "decode": clips / decode_s, "explain": clips / explain_s, "pipeline": clips / pipeline_s}
+
+
+def _ray(manifest: Path, folder: Path, args: argparse.Namespace, settings: BatchSettings) -> dict[str, float]:
+    import ray
+
+    from motion_relevance.batch.ray_engine import UnitActor, decode_remote_args, decode_unit
+
+    source = ModelSource.of(args.model)
+    spec = source.load()[1]
+    entries = read_manifest(manifest)
+    items = [{"row": e.row, "video": e.video, "path": e.path, "label": e.label} for e in entries]
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+    start = time.perf_counter()
+    decoded = (
+        ray.data.from_items(items, override_num_blocks=len(items))
+        .map_batches(decode_unit, fn_kwargs={"spec": spec, "settings": settings}, batch_size=1,
+                     batch_format="pyarrow", compute=ray.data.TaskPoolStrategy(size=args.decode_workers),
+                     ray_remote_args_fn=decode_remote_args)
+        .materialize()
+    )
+    decode_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    out = decoded.map_batches(
+        UnitActor,
+        fn_constructor_kwargs={"source": source, "settings": settings, "maps_root": None, "tmp_root": None},
+        batch_size=1, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=args.workers),
+        num_cpus=args.threads,
+    ).take_all()  # fmt: skip
+    explain_s = time.perf_counter() - start  # includes the actors' start (model building), as the pipeline does
+    assert len(out) == len(entries)
+
+    start = time.perf_counter()
+    result = run_batch(manifest, folder / "ray", model=args.model, methods=args.methods, threads=args.threads,
+                       engine="ray", decode_workers=args.decode_workers, clip_batch=args.clip_batch,
+                       ray=RayOptions(workers=args.workers, cpus_per_worker=args.threads))  # fmt: skip
+    pipeline_s = time.perf_counter() - start
+    assert result.failed == 0
+    clips = result.clips // len(settings.methods)
+    return {"clips": clips, "decode": clips / decode_s, "explain": clips / explain_s, "pipeline": clips / pipeline_s}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=16)
-    parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--videos", type=int, default=12)
+    parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--height", type=int, default=192)
     parser.add_argument("--model", default="synthetic-motion")
-    parser.add_argument("--weights", default="random")
     parser.add_argument("--methods", default="saliency,gradcam")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the model's process or actor")
+    parser.add_argument("--decode-workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="Ray actors")
+    parser.add_argument("--clip-batch", type=int, default=8)
+    parser.add_argument("--engines", default="local,ray")
     args = parser.parse_args()
 
-    import ray
-
-    per_worker = max(1, args.threads // args.workers)
+    settings = BatchSettings(methods=tuple(args.methods.split(",")), clip_batch=args.clip_batch, threads=args.threads)
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        manifest = make_manifest(folder, args.videos, args.frames, args.size)
-        common = {"model": args.model, "weights": args.weights, "methods": args.methods}
+        manifest = make_manifest(folder, args.videos, args.frames, args.width, args.height)
+        if "local" in args.engines:
+            results["local"] = _local(manifest, folder, args, settings)
+        if "ray" in args.engines:
+            import ray
 
-        start = time.perf_counter()
-        local = run_batch(manifest, folder / "local", threads=args.threads, **common)
-        local_s = time.perf_counter() - start
+            ray.init(num_cpus=args.threads * args.workers + args.decode_workers, include_dashboard=False,
+                     logging_level="ERROR")  # fmt: skip
+            try:
+                results["ray"] = _ray(manifest, folder, args, settings)
+            finally:
+                ray.shutdown()
 
-        start = time.perf_counter()
-        ray.init(num_cpus=args.threads, include_dashboard=False, logging_level="ERROR")
-        ray_init_s = time.perf_counter() - start
-        try:
-            start = time.perf_counter()
-            on_ray = run_batch(
-                manifest,
-                folder / "ray",
-                threads=per_worker,
-                engine="ray",
-                ray=RayOptions(workers=args.workers, cpus_per_worker=per_worker),
-                **common,
-            )
-            ray_s = time.perf_counter() - start
-        finally:
-            ray.shutdown()
-
-    assert on_ray.clips == local.clips, "the engines disagree on the rows"
-    clips = local.clips
-    print(f"{args.videos} videos x {args.frames} frames at {args.size}x{args.size}, {args.model}, "
-          f"methods {args.methods}: {clips} clips; {os.cpu_count()} cores")
-    print(f"local ({args.threads} threads):           {clips / local_s:6.2f} clips/s ({local_s:.1f} s, "
-          f"compute {compute_seconds(local):.1f} s)")
-    print(f"ray   ({args.workers} actors x {per_worker} threads): {clips / ray_s:6.2f} clips/s ({ray_s:.1f} s, "
-          f"compute {compute_seconds(on_ray):.1f} s; ray.init {ray_init_s:.1f} s not counted)")
-    print(f"ratio ray / local: {local_s / ray_s:.2f}")
+    print(f"{args.videos} videos x {args.frames} frames at {args.width}x{args.height}, {args.model}, methods "
+          f"{args.methods}; {args.decode_workers} decode worker(s), {args.threads} model thread(s); "
+          f"{os.cpu_count()} cores")  # fmt: skip
+    print("| engine | clips | decode only (clips/s) | explain only (clips/s) | pipeline (clips/s) | pipeline / min |")
+    print("|---|---|---|---|---|---|")
+    for engine, r in results.items():
+        ratio = r["pipeline"] / min(r["decode"], r["explain"])
+        print(f"| {engine} | {r['clips']} | {r['decode']:.2f} | {r['explain']:.2f} | {r['pipeline']:.2f} | {ratio:.2f} |")
 
 
 if __name__ == "__main__":

@@ -195,6 +195,11 @@ def _add_run_options(p: argparse.ArgumentParser, *, model_help: str, target_help
     p.add_argument("--context-frames", type=int, default=0, metavar="K",
                    help="explain each clip with K real neighbouring frames on each side, cropped away "
                    "(models that take longer clips only; default: 0)")
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="run the model in float32 (default) or bfloat16 autocast (faster on recent GPUs; "
+                   "maps differ by a few per cent, docs/batch.md)")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 convolutions on the GPU (faster; maps then differ from the CPU's by ~7%%)")
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, object]:
@@ -213,6 +218,8 @@ def _run_options(args: argparse.Namespace) -> dict[str, object]:
         "device": args.device,
         "ties": args.ties,
         "context_frames": args.context_frames,
+        "precision": args.precision,
+        "tf32": args.tf32,
     }
 
 
@@ -289,6 +296,11 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of random methods (SmoothGrad)")
     p.add_argument("--clip-batch", type=int, default=8, help="clips per explain call (default: 8)")
     p.add_argument("--threads", type=int, help="torch CPU threads per process or worker")
+    p.add_argument("--decode-workers", type=int, metavar="N",
+                   help="processes (local) or Ray tasks decoding videos while the model explains; 0: decode in "
+                   "the model's process (default: one per spare core, at most 4, locally; as resources allow on Ray)")
+    p.add_argument("--prefetch", type=int, default=2, metavar="CHUNKS",
+                   help="chunks of --clip-batch clips each decode worker keeps ready (default: 2)")
     ray = p.add_argument_group("ray engine")
     ray.add_argument("--ray-address", help="Ray cluster to join: 'auto', 'ray://HEAD:10001' (default: start a local Ray)")
     ray.add_argument("--workers", type=int, help="Ray actors, each with its own model copy (default: as resources allow)")
@@ -355,6 +367,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             save_maps=args.save_maps,
             clip_batch=args.clip_batch,
             threads=args.threads,
+            decode_workers=args.decode_workers,
+            prefetch=args.prefetch,
             engine=args.engine,
             ray=ray,
             resume=args.resume,

@@ -90,15 +90,35 @@ def _integrated_gradients(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> At
         value = value[run.index]  # one baseline per clip
     baselines = _baseline(value, x)
     logits, target = run.plain_forward(x)
-    relevance = IntegratedGradients(run.scorer(select=False)).attribute(
+    relevance = IntegratedGradients(run.scorer(select=False, target=target)).attribute(
         x,
         baselines=baselines,
-        target=target,
         n_steps=opts["n_steps"],
         method="gausslegendre",
         internal_batch_size=run.batch_size,
     )
     return Attribution(relevance, logits, target)
+
+
+def host_noise(generator: torch.Generator, shape: tuple[int, ...], stdev: float) -> torch.Tensor:
+    """Gaussian noise of ``stdev`` drawn on the CPU from ``generator`` (float32), whatever device
+    it is used on."""
+    return torch.randn(shape, generator=generator, dtype=torch.float32) * stdev
+
+
+class _HostNoiseTunnel(NoiseTunnel):
+    """Captum's SmoothGrad with its noise drawn from a CPU generator and then moved to the
+    clip's device, so one seed gives the same noise on every device (Captum draws it on the
+    device, whose generators differ)."""
+
+    def __init__(self, attribution_method: Saliency, generator: torch.Generator) -> None:
+        super().__init__(attribution_method)
+        self._generator = generator
+
+    def _add_noise_to_input(self, input: torch.Tensor, stdev: float, nt_samples_partition: int) -> torch.Tensor:  # type: ignore[override]
+        shape = (input.shape[0] * nt_samples_partition, *input.shape[1:])
+        noise = host_noise(self._generator, shape, stdev)
+        return input.repeat_interleave(nt_samples_partition, dim=0) + noise.to(device=input.device, dtype=input.dtype)
 
 
 def _smoothgrad(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
@@ -109,18 +129,15 @@ def _smoothgrad(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
     else:
         span = float(x.max() - x.min())
     stdev = opts["noise"] * span
-    devices = [x.device.index if x.device.index is not None else torch.cuda.current_device()] if x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(run.seed)
-        relevance = NoiseTunnel(Saliency(run.scorer(select=False))).attribute(
-            x,
-            nt_type="smoothgrad",
-            nt_samples=opts["samples"],
-            nt_samples_batch_size=run.batch_size,
-            stdevs=stdev,
-            target=target,
-            abs=False,
-        )
+    generator = torch.Generator(device="cpu").manual_seed(int(run.seed))
+    relevance = _HostNoiseTunnel(Saliency(run.scorer(select=False, target=target)), generator).attribute(
+        x,
+        nt_type="smoothgrad",
+        nt_samples=opts["samples"],
+        nt_samples_batch_size=run.batch_size,
+        stdevs=stdev,
+        abs=False,
+    )
     return Attribution(relevance, logits, target)
 
 
@@ -139,12 +156,11 @@ def _occlusion(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
     if any(k > n for k, n in zip(window, (t, h, w), strict=True)):
         raise InvalidInputError(f"occlusion window {window} is larger than the clip (T, H, W) = {(t, h, w)}")
     logits, target = run.plain_forward(x)
-    relevance = Occlusion(run.scorer(select=False)).attribute(
+    relevance = Occlusion(run.scorer(select=False, target=target)).attribute(
         x,
         sliding_window_shapes=(c, *window),
         strides=(c, *stride),
         baselines=opts["fill"],
-        target=target,
         perturbations_per_eval=run.batch_size,
     )
     return Attribution(relevance, logits, target)

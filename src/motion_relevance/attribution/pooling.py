@@ -130,13 +130,12 @@ def shared_max_pool_backward(
         input, not padding; None when all are."""
         mask: torch.Tensor | None = None
         for axis, (j, d, o, s, left, n) in enumerate(zip(offset, dilation, outs, stride, lefts, sizes, strict=True)):
-            pos = torch.arange(o, device=x.device) * s + j * d - left
-            ok = (pos >= 0) & (pos < n)
-            if bool(ok.all()):
+            flags = [0 <= i * s + j * d - left < n for i in range(o)]  # index arithmetic, on the host
+            if all(flags):
                 continue
             shape = [1] * nd
             shape[axis] = o
-            ok = ok.reshape(shape)
+            ok = torch.tensor(flags, device=x.device).reshape(shape)
             mask = ok if mask is None else mask & ok
         return mask
 

@@ -93,18 +93,30 @@ def check_logits(output: object, rows: int) -> torch.Tensor:
 
 class Scorer(nn.Module):
     """The model, checked to return ``(N, K)`` logits; with ``select=True`` it returns the
-    target's logit ``(N, 1)`` instead and records the logits of its first call."""
+    target's logit ``(N, 1)`` instead and records the logits of its first call. With a fixed
+    ``target`` (one class per clip, from ``Run.plain_forward``) it returns that class's logit
+    ``(rows,)`` for every row, so multi-pass methods whose internal batches repeat one clip need no
+    ``target`` argument (Captum reads a one-element target back to the host on every batch)."""
 
-    def __init__(self, run: Run, select: bool) -> None:
+    def __init__(self, run: Run, select: bool, target: torch.Tensor | None = None) -> None:
         super().__init__()
         self.model = run.model
         self._run = run
         self.select = select
+        self.fixed = target
         self.logits: torch.Tensor | None = None
         self.target: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = check_logits(self.model(x), x.shape[0])
+        if self.fixed is not None:
+            if self.fixed.shape[0] == 1:
+                column = self.fixed.expand(out.shape[0])
+            elif out.shape[0] % self.fixed.shape[0] == 0:  # Captum repeats each clip in place
+                column = self.fixed.repeat_interleave(out.shape[0] // self.fixed.shape[0])
+            else:
+                raise RuntimeError("a fixed-target scorer must see whole repeats of its clips")
+            return out.gather(1, column[:, None])[:, 0]
         if not self.select:
             return out
         if self.target is None:  # first call: the unmodified clips
@@ -126,8 +138,8 @@ class Run:
 
     model: nn.Module
     spec: InputSpec | None
-    requested: torch.Tensor | None
-    """(n,) int64 class per clip of this chunk, or None for the argmax."""
+    requested: tuple[int, ...] | None
+    """The class per clip of this chunk (host ints), or None for the argmax."""
     seed: int
     batch_size: int
     """Most clip passes per forward for multi-pass methods."""
@@ -141,16 +153,17 @@ class Run:
         k = logits.shape[1]
         if self.requested is None:
             return logits.argmax(dim=1)
-        target = self.requested.to(logits.device)
-        if target.shape[0] != logits.shape[0]:
+        if len(self.requested) != logits.shape[0]:
             raise RuntimeError("target and logits disagree on the number of clips")
-        bad = (target < 0) | (target >= k)
-        if bad.any():
-            raise InvalidInputError(f"target {int(target[bad][0])} is out of range for a model with {k} classes (0..{k - 1})")
-        return target
+        bad = [t for t in self.requested if not 0 <= t < k]  # host values: no device sync
+        if bad:
+            raise InvalidInputError(f"target {bad[0]} is out of range for a model with {k} classes (0..{k - 1})")
+        return torch.tensor(self.requested, dtype=torch.int64, device=logits.device)
 
-    def scorer(self, select: bool) -> Scorer:
-        return Scorer(self, select)
+    def scorer(self, select: bool, target: torch.Tensor | None = None) -> Scorer:
+        """The model as a scorer: all logits, the selected target's (``select``), or the
+        logit of a fixed ``target`` per clip."""
+        return Scorer(self, select, target)
 
     def plain_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits of the unmodified clips (no graph) and the resolved target."""

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,9 @@ import torch
 from motion_relevance.batch.manifest import VideoEntry
 from motion_relevance.batch.store import ROW_SCHEMA
 from motion_relevance.checks import one_of, optional_positive_int, positive_int
-from motion_relevance.errors import InvalidInputError, OutputError, VideoError
+from motion_relevance.errors import InvalidInputError, MotionRelevanceError, OutputError, VideoError
 from motion_relevance.metrics.sparsity import sparsity_ratio
+from motion_relevance.models.spec import InputSpec
 from motion_relevance.runs import (
     ExplainSettings,
     ModelSource,
@@ -43,7 +44,7 @@ from motion_relevance.runs import (
     split_context,
     with_context,
 )
-from motion_relevance.video import iter_clips, probe
+from motion_relevance.video import ClipWindow, iter_clips, probe
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,16 @@ class BatchSettings:
     """How max pools pass gradient through tied maxima ("first" or "shared"; see ``explain``)."""
     context_frames: int = 0
     """Real neighbouring frames each clip is explained with on each side (cropped away)."""
+    precision: str = "float32"
+    """"float32" or "bfloat16" (autocast around the model; see ``explain``)."""
+    tf32: bool = False
+    """Allow TF32 convolutions and matrix products on the GPU (see ``explain``)."""
+    decode_workers: int | None = None
+    """Processes that decode and preprocess videos ahead of the model (local engine; 0: in the
+    model's process; None: one per spare core, at most 4) or Ray decode tasks at once (None: as
+    the cluster allows). How the run runs, not what it computes."""
+    prefetch: int = 2
+    """Chunks of ``clip_batch`` clips each decode worker may hold ready (bounds memory)."""
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -96,14 +107,21 @@ class BatchSettings:
         optional_positive_int("stride", self.stride)
         positive_int("clip_batch", self.clip_batch)
         optional_positive_int("threads", self.threads)
-        object.__setattr__(self, "context_frames", self.explaining.context_frames)
+        if self.decode_workers is not None and (
+            isinstance(self.decode_workers, bool) or not isinstance(self.decode_workers, int) or self.decode_workers < 0
+        ):
+            raise InvalidInputError(f"decode workers must be an integer >= 0, got {self.decode_workers!r}")
+        positive_int("prefetch", self.prefetch)
+        explaining = self.explaining
+        object.__setattr__(self, "context_frames", explaining.context_frames)
+        object.__setattr__(self, "precision", explaining.precision)
         unknown = set(self.method_options) - set(self.methods)
         if unknown:
             raise InvalidInputError(f"options given for {sorted(unknown)[0]!r}, a method that is not run; add it to the methods")
 
     @property
     def explaining(self) -> ExplainSettings:
-        return ExplainSettings(self.ties, self.context_frames)
+        return ExplainSettings(self.ties, self.context_frames, self.precision, self.tf32)
 
     @property
     def selective(self) -> SelectiveSettings:
@@ -123,8 +141,7 @@ class BatchSettings:
             "seed": self.seed,
             "save_maps": self.save_maps,
             "clip_batch": self.clip_batch,
-            "ties": self.ties,
-            "context_frames": self.context_frames,
+            **self.explaining.describe(),
         }
 
 
@@ -148,6 +165,49 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+@dataclass(frozen=True)
+class PreparedChunk:
+    """Up to ``clip_batch`` clips of one video, decoded and preprocessed: the model's input."""
+
+    windows: tuple[ClipWindow, ...]
+    frames: int
+    """Frames of each clip without its context frames."""
+    inputs: torch.Tensor
+    """(n, C, frames + 2k, H, W) float32 on the CPU, k context frames on each side."""
+
+
+class RunAborted(MotionRelevanceError):
+    """The run cannot go on, through no fault of the video at hand (e.g. a decode worker died)."""
+
+
+class PreparedError(MotionRelevanceError):
+    """A video that could not be decoded elsewhere (a decode worker); its one-line message."""
+
+
+def _short(entry: VideoEntry, frames: int, needed: int) -> VideoError:
+    return VideoError(
+        f"{entry.video} has {frames} frame(s), fewer than one {needed}-frame clip; "
+        "drop it or pass --pad-short to loop-pad it"
+    )
+
+
+def prepare_unit(entry: VideoEntry, spec: InputSpec, settings: BatchSettings) -> Iterator[PreparedChunk]:
+    """Decode and preprocess one video into chunks of ``clip_batch`` clips (each with its
+    context frames). Raises on a video that cannot be read or is too short."""
+    if not settings.pad_short:  # fail short videos from their header, before decoding
+        needed = spec.min_frames or spec.frames
+        stated = probe(entry.path, count_frames=False).num_frames
+        if 0 < stated < needed:
+            raise _short(entry, stated, needed)
+    windows = with_context(iter_clips(entry.path, spec, stride=settings.stride), settings.context_frames)
+    for chunk in _chunks(windows, settings.clip_batch):
+        for window, _, _ in chunk:
+            if window.padded and not settings.pad_short:  # the header did not say
+                raise _short(entry, window.num_owned, window.length)
+        inputs = spec.preprocess(np.stack([x for _, _, x in chunk]))
+        yield PreparedChunk(tuple(w for w, _, _ in chunk), chunk[0][1].shape[0], inputs)
 
 
 @dataclass
@@ -197,31 +257,12 @@ class UnitProcessor:
             raise InvalidInputError(f"{entry.video} has no label to explain; give one in the manifest or use target 'predicted'")
         return int(entry.label) if entry.label.lstrip("-").isdigit() else entry.label
 
-    def _short(self, entry: VideoEntry, frames: int, needed: int) -> VideoError:
-        return VideoError(
-            f"{entry.video} has {frames} frame(s), fewer than one {needed}-frame clip; "
-            "drop it or pass --pad-short to loop-pad it"
-        )
-
-    def _clips(self, entry: VideoEntry) -> Iterator[list[tuple[Any, np.ndarray, np.ndarray]]]:
-        """Chunks of ``(window, frames, frames with context)`` (see ``runs.with_context``)."""
-        if not self.settings.pad_short:  # fail short videos from their header, before decoding
-            needed = self.spec.min_frames or self.spec.frames
-            stated = probe(entry.path, count_frames=False).num_frames
-            if 0 < stated < needed:
-                raise self._short(entry, stated, needed)
-        windows = with_context(iter_clips(entry.path, self.spec, stride=self.settings.stride), self.settings.context_frames)
-        for chunk in _chunks(windows, self.settings.clip_batch):
-            for window, _, _ in chunk:
-                if window.padded and not self.settings.pad_short:  # the header did not say
-                    raise self._short(entry, window.num_owned, window.length)
-            yield chunk
-
     # -- the unit ------------------------------------------------------------------------------
 
-    def process(self, entry: VideoEntry) -> pa.Table:
+    def process(self, entry: VideoEntry, chunks: Iterable[PreparedChunk] | None = None) -> pa.Table:
         """All rows of one video. A bad video or a failing method becomes error rows; only an
-        unwritable store (``OutputError``) raises."""
+        unwritable store (``OutputError``) raises. ``chunks``: the video already decoded and
+        preprocessed (by ``prepare_unit``, e.g. in a decode worker); None decodes it here."""
         s = self.settings
         selective = s.selective
         per_method = {m: _MethodRows() for m in s.methods}
@@ -235,11 +276,14 @@ class UnitProcessor:
                 assert self.tmp_root is not None
                 writer = MapWriter(self.tmp_root, {"row": entry.row, "video": entry.video, "label": entry.label})
             target = self._target(entry)
-            for chunk in self._clips(entry):
-                first = chunk[0][0].index
-                start_frames += [w.frame_indices[0] for w, _, _ in chunk]
-                extended = self.spec.preprocess(np.stack([x for _, _, x in chunk])).to(self.device)
-                clips, context = split_context(extended, s.context_frames, chunk[0][1].shape[0])
+            if chunks is None:
+                chunks = prepare_unit(entry, self.spec, s)
+            for prepared in chunks:
+                chunk = prepared.windows
+                first = chunk[0].index
+                start_frames += [w.frame_indices[0] for w in chunk]
+                extended = prepared.inputs.to(self.device)
+                clips, context = split_context(extended, s.context_frames, prepared.frames)
                 for method in s.methods:
                     rows = per_method[method]
                     if rows.error is not None:
@@ -255,9 +299,8 @@ class UnitProcessor:
                             spec=self.spec,
                             seed=unit_seed(s.seed, entry.row, method, first),
                             options=s.method_options.get(method, {}),
-                            ties=s.ties,
-                            context_frames=s.context_frames,
                             context=context,
+                            **s.explaining.kwargs(),
                         )
                         expl, sel = step.explanation, step.selective
                         probs = torch.softmax(expl.logits.detach().float(), dim=1)
@@ -267,7 +310,7 @@ class UnitProcessor:
                         score = sel.motion_score
                         if writer is not None:
                             writer.append(method, expl.relevance, sel.motion)
-                    except OutputError:  # the store cannot be written: stop the run
+                    except (OutputError, RunAborted):  # the store cannot be written: stop the run
                         raise
                     except Exception as exc:  # a method failing on this video is a row, not a crash
                         log.warning("%s failed on %s: %s", method, entry.video, one_line(exc), exc_info=log.isEnabledFor(logging.DEBUG))
@@ -277,8 +320,8 @@ class UnitProcessor:
                             writer.drop(method)
                         continue
                     each = (time.perf_counter() - t0) / len(chunk)
-                    rows.clip += [w.index for w, _, _ in chunk]
-                    rows.start_frame += [w.frame_indices[0] for w, _, _ in chunk]
+                    rows.clip += [w.index for w in chunk]
+                    rows.start_frame += [w.frame_indices[0] for w in chunk]
                     rows.target += tgt.cpu().tolist()
                     rows.probability += prob.cpu().double().tolist()
                     rows.motion_share += sel.motion_share.detach().cpu().double().tolist()
@@ -289,7 +332,7 @@ class UnitProcessor:
                 assert self.maps_root is not None
                 writer.commit(self.maps_root / entry.key, start_frames)
                 writer = None
-        except OutputError:
+        except (OutputError, RunAborted):
             raise
         except Exception as exc:  # the video itself failed: one error row per method
             log.warning("%s failed: %s", entry.video, one_line(exc), exc_info=log.isEnabledFor(logging.DEBUG))
@@ -336,4 +379,14 @@ class UnitProcessor:
         return pa.Table.from_pydict(columns, schema=ROW_SCHEMA)
 
 
-__all__ = ["TARGETS", "BatchSettings", "ModelSource", "UnitProcessor", "unit_seed"]
+__all__ = [
+    "TARGETS",
+    "BatchSettings",
+    "ModelSource",
+    "PreparedChunk",
+    "PreparedError",
+    "RunAborted",
+    "UnitProcessor",
+    "prepare_unit",
+    "unit_seed",
+]

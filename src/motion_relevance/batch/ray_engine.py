@@ -1,26 +1,45 @@
-"""The Ray engine: Ray Data ``map_batches`` over the pending units with an actor class.
+"""The Ray engine: Ray Data's batch-inference shape over the pending units.
 
-Each actor (``UnitActor``) builds the model once from the picklable ``ModelSource`` and
-processes one video per call; it returns the unit's rows as Arrow IPC bytes, and the driver
-commits them to the store as they arrive (so the rows never need a shared file system). With
+Two stages, scaled apart: ``decode_unit`` runs as CPU tasks (as many at once as
+``decode_workers``, or as the cluster allows) and turns a manifest row into the video's
+preprocessed clip chunks; ``UnitActor``s (``workers`` of them, each with its CPUs and GPUs)
+build the model once from the picklable ``ModelSource`` and explain one decoded video per call.
+Ray Data streams between the stages with backpressure, so decoding scales with CPUs and
+explaining with GPUs, and one decoded video per block bounds what is held at once. The actors
+return each unit's rows as Arrow IPC bytes, and the driver commits them to the store as they
+arrive (so the rows never need a shared file system). With
 ``save_maps`` the actors write maps straight into ``STORE/maps.zarr``, so the store must then be
 on a file system every worker sees (NFS, Lustre, ...).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import torch
 
 from motion_relevance.batch.manifest import VideoEntry
-from motion_relevance.batch.pipeline import BatchSettings, ModelSource, UnitProcessor
+from motion_relevance.batch.pipeline import (
+    BatchSettings,
+    ModelSource,
+    PreparedChunk,
+    PreparedError,
+    UnitProcessor,
+    prepare_unit,
+)
 from motion_relevance.batch.store import ResultStore
 from motion_relevance.errors import DependencyError, InvalidInputError, MotionRelevanceError
+from motion_relevance.models.spec import InputSpec
+from motion_relevance.runs import one_line
+from motion_relevance.video import ClipWindow
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +70,54 @@ def _from_bytes(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
+def _encode_unit(chunks: Sequence[PreparedChunk]) -> tuple[bytes, str]:
+    """A decoded video as ``.npz`` bytes (no pickles) and its windows as JSON."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"c{i}": c.inputs.numpy() for i, c in enumerate(chunks)})
+    meta = [{"frames": c.frames, "windows": [asdict(w) for w in c.windows]} for c in chunks]
+    return buffer.getvalue(), json.dumps(meta)
+
+
+def _decode_unit(data: bytes, meta: str) -> list[PreparedChunk]:
+    arrays = np.load(io.BytesIO(data), allow_pickle=False)
+    chunks = []
+    for i, m in enumerate(json.loads(meta)):
+        windows = tuple(ClipWindow(**{**w, "frame_indices": tuple(w["frame_indices"])}) for w in m["windows"])
+        chunks.append(PreparedChunk(windows, int(m["frames"]), torch.from_numpy(arrays[f"c{i}"])))
+    return chunks
+
+
+def decode_unit(batch: pa.Table, spec: InputSpec, settings: BatchSettings) -> pa.Table:
+    """Ray Data task: decode and preprocess each manifest row of ``batch`` (one per block)."""
+    torch.set_num_threads(1)
+    out: dict[str, list[Any]] = {"row": [], "video": [], "path": [], "label": [], "inputs": [], "meta": [], "error": []}
+    for item in batch.to_pylist():
+        entry = VideoEntry(row=item["row"], video=item["video"], path=item["path"], label=item["label"])
+        try:
+            data, meta, error = *_encode_unit(list(prepare_unit(entry, spec, settings))), None
+        except Exception as exc:  # the unit turns it into error rows, as on the local engine
+            data, meta, error = b"", "[]", one_line(exc)
+        for key, value in (*item.items(), ("inputs", data), ("meta", meta), ("error", error)):
+            out[key].append(value)
+    schema = pa.schema([
+        ("row", pa.int64()), ("video", pa.string()), ("path", pa.string()), ("label", pa.string()),
+        ("inputs", pa.large_binary()), ("meta", pa.large_string()), ("error", pa.string()),
+    ])  # fmt: skip
+    return pa.Table.from_pydict(out, schema=schema)
+
+
+def decode_remote_args() -> dict[str, Any]:
+    """Resources of one decode task (one CPU). Given as a function, which keeps Ray Data from
+    fusing the decode stage into the actors (it fuses stages whose resources are known to
+    match): fused, every actor would decode its own videos and nothing would overlap."""
+    return {"num_cpus": 1}
+
+
+def _failed(message: str) -> Iterator[PreparedChunk]:
+    raise PreparedError(message)
+    yield  # a generator: the error is raised where the unit reads its chunks
+
+
 class UnitActor:
     """Ray Data actor: builds the model once, then turns manifest rows into unit rows."""
 
@@ -73,8 +140,14 @@ class UnitActor:
         rows, results = [], []
         for item in batch.to_pylist():
             entry = VideoEntry(row=item["row"], video=item["video"], path=item["path"], label=item["label"])
+            if "inputs" not in item:  # not decoded ahead: decode here
+                chunks = None
+            elif item["error"] is not None:
+                chunks = _failed(item["error"])
+            else:
+                chunks = _decode_unit(item["inputs"], item["meta"])
             rows.append(entry.row)
-            results.append(_to_bytes(self.processor.process(entry)))
+            results.append(_to_bytes(self.processor.process(entry, chunks)))
         return pa.table({"row": pa.array(rows, pa.int64()), "result": pa.array(results, pa.binary())})
 
 
@@ -95,12 +168,14 @@ def _workers(ray: Any, options: Any, pending: int) -> int:
 
 def ray_units(
     source: ModelSource,
+    spec: InputSpec,
     settings: BatchSettings,
     pending: Sequence[VideoEntry],
     store: ResultStore,
     options: Any,
 ) -> Iterator[tuple[VideoEntry, pa.Table]]:
-    """Yield ``(entry, rows)`` for every pending unit as Ray actors finish them."""
+    """Yield ``(entry, rows)`` for every pending unit as Ray actors finish them (``spec``: the
+    model's, for the decode tasks)."""
     if not pending:
         return
     ray = _ray()
@@ -118,6 +193,15 @@ def ray_units(
         # One video per block (up to MAX_BLOCKS): an actor's task is one block, so small blocks
         # balance the load and let the driver commit each video as soon as it is done.
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS))
+        if settings.decode_workers != 0:  # decoding as CPU tasks, ahead of the actors
+            ds = ds.map_batches(
+                decode_unit,
+                fn_kwargs={"spec": spec, "settings": settings},
+                batch_size=1,
+                batch_format="pyarrow",
+                compute=ray.data.TaskPoolStrategy(size=settings.decode_workers),
+                ray_remote_args_fn=decode_remote_args,
+            )
         ds = ds.map_batches(
             UnitActor,
             fn_constructor_kwargs={
@@ -151,4 +235,4 @@ def _with_device(settings: BatchSettings, device: str) -> BatchSettings:
     return replace(settings, device=device)
 
 
-__all__ = ["UnitActor", "ray_units"]
+__all__ = ["UnitActor", "decode_remote_args", "decode_unit", "ray_units"]

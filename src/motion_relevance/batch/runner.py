@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from torch import nn
 
 from motion_relevance.batch.manifest import VideoEntry, read_manifest
 from motion_relevance.batch.pipeline import BatchSettings, UnitProcessor
+from motion_relevance.batch.prefetch import auto_decode_workers
 from motion_relevance.batch.store import FAILED, OK, ResultStore
 from motion_relevance.batch.summary import summarize
 from motion_relevance.checks import optional_positive_int
@@ -108,9 +109,20 @@ def _pending(entries: Sequence[VideoEntry], finished: Mapping[str, str], retry_f
     ]
 
 
-def _local_units(processor: UnitProcessor, pending: Iterable[VideoEntry]) -> Iterator[tuple[VideoEntry, pa.Table]]:
-    for entry in pending:
-        yield entry, processor.process(entry)
+def _local_units(
+    processor: UnitProcessor, pending: Sequence[VideoEntry], workers: int
+) -> Iterator[tuple[VideoEntry, pa.Table]]:
+    """Units in manifest order, decoded in this process (``workers`` 0) or ahead of the model
+    by ``workers`` decode processes (``batch.prefetch``)."""
+    if workers == 0 or not pending:
+        for entry in pending:
+            yield entry, processor.process(entry)
+        return
+    from motion_relevance.batch.prefetch import DecodePool
+
+    with DecodePool(processor.spec, processor.settings, workers) as pool:
+        for entry, chunks in pool.units(pending):
+            yield entry, processor.process(entry, chunks)
 
 
 def run_batch(
@@ -140,6 +152,10 @@ def run_batch(
     callback: Callback | None = None,
     ties: str = "first",
     context_frames: int = 0,
+    precision: str = "float32",
+    tf32: bool = False,
+    decode_workers: int | None = None,
+    prefetch: int = 2,
 ) -> BatchResult:
     """Explain every video of ``manifest`` with every method into the store ``out``.
 
@@ -173,6 +189,10 @@ def run_batch(
         threads=threads,
         ties=ties,
         context_frames=context_frames,
+        precision=precision,
+        tf32=tf32,
+        decode_workers=decode_workers,
+        prefetch=prefetch,
     )
     source = ModelSource.of(model, weights=weights, num_classes=num_classes)
     if engine == "ray" and not source.picklable:
@@ -188,8 +208,9 @@ def run_batch(
         # Build the model before touching the store: a bad model or weights file writes nothing.
         if engine == "local":
             processor = UnitProcessor(source, settings, maps_root=store.maps, tmp_root=store.tmp)
-        else:  # the actors build their own copies; this one only checks that they will succeed
-            settings.explaining.check_model(source.load()[1])
+        else:  # the actors build their own copies; this one checks that they will succeed
+            spec = source.load()[1]
+            settings.explaining.check_model(spec)
         store.open({"model": source.describe(), **settings.fingerprint()}, resume=resume)
         if save_maps:
             from motion_relevance.batch.maps import init_maps
@@ -204,11 +225,14 @@ def run_batch(
         if callback is not None:
             callback(progress)
         if processor is not None:
-            units = _local_units(processor, pending)
+            workers = settings.decode_workers
+            if workers is None:
+                workers = auto_decode_workers(len(pending))
+            units = _local_units(processor, pending, workers)
         else:
             from motion_relevance.batch.ray_engine import ray_units
 
-            units = ray_units(source, settings, pending, store, ray or RayOptions())
+            units = ray_units(source, spec, settings, pending, store, ray or RayOptions())
         for entry, table in units:
             status = store.commit(entry.key, table)
             progress = BatchProgress(

@@ -207,6 +207,8 @@ def explain_video(
     progress: ProgressCallback | None = None,
     ties: str = "first",
     context_frames: int = 0,
+    precision: str = "float32",
+    tf32: bool = False,
 ) -> ExplainResult:
     """Explain ``video`` with each of ``methods`` and write the report folder ``out``.
 
@@ -217,7 +219,8 @@ def explain_video(
     ``method_options``: per-method options, e.g. ``{"integrated_gradients": {"n_steps": 16}}``.
     ``device``: None runs a preset on CUDA when available (a given module where it is).
     ``ties`` and ``context_frames``: ``explain``'s (max-pool ties "first" or "shared"; each window
-    explained with that many real neighbouring frames of the video on each side, cropped away).
+    explained with that many real neighbouring frames of the video on each side, cropped away);
+    ``precision`` ("float32" or "bf16") and ``tf32`` likewise (``docs/batch.md`` has their effect).
     ``progress``: called with ``runs.Progress`` events (the CLI draws bars from them).
     """
     started = time.perf_counter()
@@ -231,7 +234,7 @@ def explain_video(
         video, model=model, spec=spec, weights=weights, num_classes=num_classes, methods=methods,
         method_options=method_options, sigma=sigma, padding=padding, derivative=derivative,
         target=target, start=start, end=end, stride=stride, max_side=max_side, device=device,
-        ties=ties, context_frames=context_frames,
+        ties=ties, context_frames=context_frames, precision=precision, tf32=tf32,
     )  # fmt: skip
     staged = StagedDir(out)  # an output folder that cannot be written fails before the model loads
     try:
@@ -365,8 +368,7 @@ def _explain_and_write(
         "sigma": sigma,
         "padding": request.settings.padding,
         "derivative": request.settings.derivative,
-        "ties": request.explaining.ties,
-        "context_frames": request.explaining.context_frames,
+        **request.explaining.describe(),
         "methods": {m.name: {k: v for k, v in asdict(m).items() if k != "name"} for m in summaries},
         "seconds": seconds,
         "files": {"report": "report.html", "filmstrip": filmstrip.name, "videos": {m.name: m.video for m in summaries}},

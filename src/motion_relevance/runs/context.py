@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from motion_relevance.attribution.numerics import check_precision
 from motion_relevance.attribution.pooling import TIES, check_ties
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.spec import InputSpec
@@ -26,13 +27,19 @@ from motion_relevance.video import ClipWindow
 
 @dataclass(frozen=True)
 class ExplainSettings:
-    """``explain``'s ``ties`` and ``context_frames`` for every clip of a run."""
+    """``explain``'s ``ties``, ``context_frames``, ``precision`` and ``tf32`` for every clip of
+    a run."""
 
     ties: str = "first"
     context_frames: int = 0
+    precision: str = "float32"
+    tf32: bool = False
 
     def __post_init__(self) -> None:
         check_ties(self.ties)
+        object.__setattr__(self, "precision", check_precision(self.precision))
+        if not isinstance(self.tf32, bool):
+            raise InvalidInputError(f"tf32 must be True or False, got {self.tf32!r}")
         k = self.context_frames
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
             raise InvalidInputError(f"context_frames must be an integer >= 0, got {k!r}")
@@ -47,8 +54,16 @@ class ExplainSettings:
             )
 
     def describe(self) -> dict[str, Any]:
-        """The settings as plain values (records and fingerprints)."""
-        return {"ties": self.ties, "context_frames": self.context_frames}
+        """The settings as plain values (records and fingerprints); precision and TF32 only
+        when they differ from the defaults, so records written before they existed still match."""
+        out: dict[str, Any] = {"ties": self.ties, "context_frames": self.context_frames}
+        if self.precision != "float32" or self.tf32:
+            out.update(precision=self.precision, tf32=self.tf32)
+        return out
+
+    def kwargs(self) -> dict[str, Any]:
+        """The settings as ``explain`` keyword arguments."""
+        return {"ties": self.ties, "context_frames": self.context_frames, "precision": self.precision, "tf32": self.tf32}
 
 
 def with_context(

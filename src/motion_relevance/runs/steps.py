@@ -52,14 +52,17 @@ def explain_and_select(
     ties: str = "first",
     context_frames: int = 0,
     context: Context = None,
+    precision: str = "float32",
+    tf32: bool = False,
 ) -> Step:
     """``explain`` then ``selective_relevance`` on ``clips``, each timed on its own.
 
-    ``ties``, ``context_frames`` and ``context`` are ``explain``'s (``runs.ExplainSettings``)."""
+    ``ties``, ``context_frames``, ``context``, ``precision`` and ``tf32`` are ``explain``'s
+    (``runs.ExplainSettings``)."""
     t0 = time.perf_counter()
     expl = explain(
         model, clips, method, target=target, spec=spec, seed=seed, ties=ties, context_frames=context_frames,
-        context=context, **dict(options or {}),
+        context=context, precision=precision, tf32=tf32, **dict(options or {}),
     )  # fmt: skip
     _sync(expl.relevance.device)
     t1 = time.perf_counter()

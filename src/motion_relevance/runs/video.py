@@ -80,11 +80,13 @@ class VideoRequest:
         device: str | torch.device | None = None,
         ties: str = "first",
         context_frames: int = 0,
+        precision: str = "float32",
+        tf32: bool = False,
     ) -> VideoRequest:
         """Check every setting and the video's header; one-line errors, nothing heavy."""
         names, options = resolve_methods(methods, method_options)
         settings = SelectiveSettings(sigma, padding, derivative)
-        explaining = ExplainSettings(ties, context_frames)
+        explaining = ExplainSettings(ties, context_frames, precision, tf32)
         source = ModelSource.of(model, spec=spec, weights=weights, num_classes=num_classes)
         if device is None and source.built is not None:  # a built model stays where it is
             resolved_device = module_device(source.built[0])
@@ -246,7 +248,7 @@ def explain_windows(
         for name in r.methods:
             step = explain_and_select(
                 run.module, clip, name, r.settings, target=target_tensor, spec=run.spec, options=r.options[name],
-                ties=r.explaining.ties, context_frames=k_context, context=context,
+                context=context, **r.explaining.kwargs(),
             )  # fmt: skip
             totals[name].add(window, step)
             steps[name] = step
