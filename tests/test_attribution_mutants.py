@@ -182,3 +182,25 @@ def test_relu_rules_silence_only_the_relu_hook_warning(method: str) -> None:
     messages = [str(w.message) for w in caught]
     assert "the model's own warning" in messages
     assert not any("backward hooks on ReLU" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("window", "stride"),
+    [((3, 3, 3), (2, 2, 2)), ((4, 4, 4), (4, 4, 4)), ((2, 3, 1), (1, 2, 1)), ((4, 2, 3), (1, 2, 1))],
+)
+def test_occlusion_windows_counts_the_passes_captum_makes(window: tuple, stride: tuple) -> None:
+    """The count is read off the model: one row per occluded position (plus the plain forward);
+    with window 3 and stride 2 on 4 frames the partial last window counts (2 per axis, not 1)."""
+    model = Linear()
+    mr.explain(model, torch.rand(1, *SHAPE), "occlusion", window=window, stride=stride, batch_size=1)
+    passes = sum(model.rows) - 2  # the plain forward and Captum's own unoccluded forward
+    assert gradient.occlusion_windows(SHAPE, window, stride) == passes
+    by_hand = 1
+    for n, w, s in zip(SHAPE[1:], window, stride, strict=True):
+        by_hand *= len(range(0, n - w + s, s)) if (n - w) % s else len(range(0, n - w + 1, s))
+    assert passes == by_hand
+
+
+def test_occlusion_stride_larger_than_the_window_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="stride"):
+        mr.explain(Linear(), torch.rand(1, *SHAPE), "occlusion", window=(2, 2, 2), stride=(3, 1, 1))

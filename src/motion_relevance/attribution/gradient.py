@@ -142,10 +142,12 @@ def _smoothgrad(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
 
 
 def occlusion_windows(shape: tuple[int, ...], window: tuple[int, int, int], stride: tuple[int, int, int]) -> int:
-    """Number of occluded positions Captum evaluates for one clip of ``shape`` (C, T, H, W)."""
+    """Number of occluded positions Captum evaluates for one clip of ``shape`` (C, T, H, W):
+    along each axis the windows start every ``stride`` and the last may reach past the end
+    (it is then cut), so an axis of ``n`` gives ``ceil((n - window) / stride) + 1``."""
     count = 1
     for size, w, s in zip(shape[1:], window, stride, strict=True):
-        count *= (size - w) // s + 1
+        count *= -(-(size - w) // s) + 1
     return count
 
 
@@ -155,6 +157,8 @@ def _occlusion(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
     stride = opts["stride"] if opts["stride"] is not None else window
     if any(k > n for k, n in zip(window, (t, h, w), strict=True)):
         raise InvalidInputError(f"occlusion window {window} is larger than the clip (T, H, W) = {(t, h, w)}")
+    if any(s > k and k < n for s, k, n in zip(stride, window, (t, h, w), strict=True)):
+        raise InvalidInputError(f"occlusion stride {stride} is larger than the window {window}: voxels would be skipped")
     logits, target = run.plain_forward(x)
     relevance = Occlusion(run.scorer(select=False, target=target)).attribute(
         x,
