@@ -435,3 +435,39 @@ def test_tiny_builder_is_deterministic() -> None:
     assert spec.labels == LABELS
     assert a(x).shape == (2, len(LABELS))
     assert torch.equal(a(x), b(x))
+
+
+def test_saliency_rows_match_an_independent_pipeline(reference, dataset: Path) -> None:
+    """Expected values from outside the library: frames decoded with PyAV, preprocessed by the
+    PIL/NumPy restatement of the preprocessing oracle, the gradient by plain autograd, the
+    selective mask and motion score by NumPy restatements (replicate padding, sigma = 1)."""
+    import av
+
+    from test_motion_score import _reference as reference_score
+    from test_preprocess_oracle import oracle
+    from test_selective import SOBEL_T0
+
+    model, spec = build_tiny()
+    with av.open(str(dataset.parent / "v1.mp4")) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    clips = frames.reshape(-1, spec.frames, *frames.shape[1:])  # 12 frames: 3 clips back to back
+    x = torch.from_numpy(oracle(spec, clips)).float().requires_grad_(True)
+    logits = model(x)
+    target = logits.argmax(1)
+    (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), x)
+    rel = grad.double().numpy()
+    e = np.pad(rel.sum(axis=1), ((0, 0), (1, 1), (1, 1), (1, 1)), mode="edge")
+    _, t, h, w = rel.sum(axis=1).shape
+    d = sum(s * SOBEL_T0[dh, dw] * (e[:, dt : dt + t, dh : dh + h, dw : dw + w])
+            for dt, s in ((0, 1.0), (2, -1.0)) for dh in range(3) for dw in range(3))  # fmt: skip
+    d = np.abs(d)
+    mask = d > d.reshape(len(d), -1).std(axis=1, ddof=1)[:, None, None, None]
+    share = (np.abs(rel) * mask[:, None]).sum(axis=(1, 2, 3, 4)) / np.abs(rel).sum(axis=(1, 2, 3, 4))
+    prob = torch.softmax(logits.detach().double(), 1).gather(1, target[:, None])[:, 0].numpy()
+
+    got = reference.rows.filter(pc.and_(pc.equal(reference.rows["row"], 1), pc.equal(reference.rows["method"], "saliency")))
+    assert got.column("target").to_pylist() == target.tolist()
+    np.testing.assert_allclose(got.column("probability").to_pylist(), prob, rtol=1e-4)
+    np.testing.assert_allclose(got.column("motion_share").to_pylist(), share, rtol=2e-3)
+    np.testing.assert_allclose(got.column("motion_score").to_pylist(), reference_score(rel), rtol=2e-3)
+    assert got.column("start_frame").to_pylist() == [0, 4, 8]
