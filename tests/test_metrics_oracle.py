@@ -439,3 +439,49 @@ def test_motion_precision_sigma_padding_and_a_given_split() -> None:
     given = selective_relevance(r, 3.0)
     got = motion_precision(r, truth, 1.0, selective=given)
     assert got.sigma == 3.0 and torch.equal(got.motion_share, given.motion_share)
+
+
+def test_blur_operator_is_a_5x5_box_filter_with_edge_replication() -> None:
+    from scipy.ndimage import uniform_filter
+
+    from motion_relevance.errors import InvalidInputError
+    from motion_relevance.metrics.deletion import replacement
+
+    clips, *_ = deletion_fixture()
+    got = replacement(clips, "blur").numpy()
+    want = uniform_filter(clips.double().numpy(), size=(1, 1, 1, 5, 5), mode="nearest")
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert torch.equal(replacement(clips, "zero"), torch.zeros_like(clips))
+    with pytest.raises(InvalidInputError, match="operator"):
+        replacement(clips, "noise")
+
+
+def test_changed_only_draws_every_selection_from_voxels_the_operator_changes() -> None:
+    """A clip whose left half is frozen (static) and right half flickers: the temporal mean
+    changes only the right half, so with changed_only no selection may touch the left half, and
+    the motion selection keeps only its changed voxels."""
+    from motion_relevance.metrics.deletion import changed_voxels as operator_changes
+
+    clips, weight, relevance, mask = deletion_fixture()
+    clips[:, :, :, :, :3] = clips[:, :, :1, :, :3]  # left half static over time
+    mask = torch.zeros_like(mask)
+    mask[:, 1:3, 1:5, 1:5] = True  # half of it on the static side
+    changed = np.zeros((3, 5, 6, 6), dtype=bool)
+    changed[..., 3:] = True
+    assert np.array_equal(np.asarray(operator_changes(clips, "temporal_mean")), changed)
+    spy = Spy(weight)
+    res = deletion_faithfulness(spy, clips, torch.zeros(3, dtype=torch.long), relevance, mask,
+                                operator="temporal_mean", changed_only=True)  # fmt: skip
+    _, motion, static, random = spy.seen
+    k = np.asarray(mask).sum(axis=(1, 2, 3)) // 2  # the motion voxels on the changing side
+    assert res.removed.tolist() == k.tolist()
+    for sel in (motion, static, random):
+        touched = changed_voxels(clips, sel)
+        assert not touched[..., :3].any()
+        assert touched.sum(axis=(1, 2, 3)).tolist() == k.tolist()
+    assert np.array_equal(changed_voxels(clips, motion), np.asarray(mask) & changed)
+    # without the restriction the static selection may land on voxels the operator leaves be
+    spy = Spy(weight)
+    deletion_faithfulness(spy, clips, torch.zeros(3, dtype=torch.long), relevance, mask, operator="temporal_mean")
+    _, motion_all, _, _ = spy.seen
+    assert changed_voxels(clips, motion_all).sum() < np.asarray(mask).sum()  # half of the mask did nothing

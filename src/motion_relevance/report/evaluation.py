@@ -126,6 +126,18 @@ def render_markdown(ev: Evaluation, command: str | None = None) -> str:
                                          ("precision_base", "precision_selective",
                                           "precision_random_mask", "chance"))])
         out += _table(["model", "method", "base", "selective", "random mask of equal size", "chance"], rows)
+    dele = [r for r in ev.rows if r.section == "deletion" and r.model.startswith("level ")]
+    if dele:
+        out += ["## Deletion (5x5 blur, every selection from the voxels it changes)", "",
+                "Target-logit drop when the motion-selected voxels are blurred, minus the drop for the "
+                "same number of the most relevant static voxels / of random voxels (per clip; positive: "
+                "the motion part mattered more).", ""]
+        rows = []
+        for level in ("level 100", "level 0"):
+            for m in _methods(ev, "deletion"):
+                rows.append([level, m, *(_cell(ev, "deletion", level, m, k) for k in
+                                         ("deletion_motion_minus_static", "deletion_motion_minus_random"))])
+        out += _table(["models", "method", "motion minus static", "motion minus random"], rows)
     real = [r for r in ev.rows if r.section == "real"]
     if real:
         out += ["## Real clips (pretrained model)", ""]

@@ -39,6 +39,7 @@ from torch import nn
 
 from motion_relevance.attribution import explain
 from motion_relevance.errors import InvalidInputError, MotionRelevanceError
+from motion_relevance.metrics.deletion import deletion_faithfulness
 from motion_relevance.metrics.flow import flow_mask, flow_precision
 from motion_relevance.metrics.precision import (
     f1_score,
@@ -62,7 +63,7 @@ log = logging.getLogger(__name__)
 SETTINGS_CANDIDATES: tuple[tuple[str, int], ...] = (("first", 0), ("shared", 0), ("first", 16),
                                                     ("shared", 16))
 SECTIONS: tuple[str, ...] = ("validation", "reliance", "score", "correlation", "separation",
-                             "frozen", "flicker", "precision", "real", "settings")
+                             "frozen", "flicker", "precision", "deletion", "real", "settings")
 COLUMNS: tuple[str, ...] = ("section", "model", "method", "metric", "value", "low", "high", "n")
 #: The numbers compared against measured reliance, beside the motion score.
 SCORES: tuple[str, ...] = ("motion_score", "motion_share", "b0_input_change", "random_mask")
@@ -434,6 +435,14 @@ def _per_model(cfg: EvaluationConfig, name: str, methods: Sequence[str], scenes:
             rows.mean("precision", name, method, "precision_random_mask", rand_p)
             rows.mean("precision", name, method, "chance", scenes.motion_mask.double().mean(dim=(1, 2, 3)))
             values["precision_base"], values["precision_selective"] = base_p, sel_p
+        # deletion with an operator that also changes static content (5x5 spatial blur),
+        # every selection drawn from the voxels it changes
+        dl = deletion_faithfulness(model, scenes.clips, scenes.labels, r, sel.mask[:, 0], seed=cfg.seed,
+                                   operator="blur", changed_only=True)  # fmt: skip
+        for metric, v in (("drop_motion", dl.motion), ("drop_static", dl.static), ("drop_random", dl.random)):
+            rows.mean("deletion", name, method, metric, v)
+        values["deletion_motion_minus_static"] = dl.motion - dl.static
+        values["deletion_motion_minus_random"] = dl.motion - dl.random
         out[method] = {k: np.asarray(torch.as_tensor(v).double()) for k, v in values.items()}
         if name.startswith("synthetic-graded-100"):
             for eps in FLICKER_EPS:
@@ -461,6 +470,11 @@ def _summaries(cfg: EvaluationConfig, methods: Sequence[str], family: list[tuple
             lo = np.concatenate([per_model[n][method][metric] for n in names if levels[n] == 0])
             rows.add("separation", "level 100 vs level 0", method, f"auroc_{metric}",
                      auroc_ci(hi, lo, resamples=cfg.resamples, seed=cfg.seed))
+        for lv in (100, 0):
+            for metric in ("deletion_motion_minus_static", "deletion_motion_minus_random"):
+                pooled = np.concatenate([per_model[n][method][metric] for n in names if levels[n] == lv])
+                rows.add("deletion", f"level {lv}", method, metric,
+                         mean_ci(pooled, resamples=cfg.resamples, seed=cfg.seed))
         frozen = np.concatenate([per_model[n][method]["frozen_motion_score"] for n in names])
         rows.add("frozen", "all graded models", method, "frozen_motion_score",
                  mean_ci(frozen, resamples=cfg.resamples, seed=cfg.seed))
