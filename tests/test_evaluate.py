@@ -4,6 +4,7 @@ choice of settings on validation, its files, and the `evaluate` command."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -162,3 +163,22 @@ def test_evaluate_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert not bad.exists()
     assert main(["evaluate", "--quick", "--clips", "0", "--no-real", "--out", str(bad)]) == 2
     assert not bad.exists()
+
+
+def test_workers_give_the_same_rows(evaluation) -> None:
+    """Two worker processes explain the models in parallel (one torch thread each); every row
+    (values and CIs) is the single-process run's, in the same order, up to float32 rounding
+    (reductions summed in another order with another thread count)."""
+    parallel = run_evaluation(dataclasses.replace(TINY, workers=2))
+
+    def same(x: object, y: object) -> bool:
+        if isinstance(x, float) and isinstance(y, float):
+            return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-7)
+        return x == y
+
+    assert len(parallel.rows) == len(evaluation.rows)
+    for a, b in zip(parallel.rows, evaluation.rows, strict=True):
+        names = [f.name for f in dataclasses.fields(a)]
+        assert all(same(getattr(a, n), getattr(b, n)) for n in names), (a, b)
+    with pytest.raises(InvalidInputError, match="workers"):
+        EvaluationConfig(workers=0).check()

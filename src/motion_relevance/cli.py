@@ -412,6 +412,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="real videos for the real-clip part (default: examples/*.mp4 if present)")
     p.add_argument("--real-clips", type=int, default=None, help="clips taken from each real video")
     p.add_argument("--no-real", action="store_true", help="skip the real-clip part")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes explaining the test models in parallel (default: 1; results agree to float32 rounding)")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -434,6 +436,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         overrides["seed"] = args.seed
     if args.real_clips is not None:
         overrides["real_clips_per_video"] = args.real_clips
+    if args.workers is not None:
+        overrides["workers"] = args.workers
     if not args.no_real:
         overrides["real_videos"] = tuple(args.videos) if args.videos is not None else example_videos()
     cfg = EvaluationConfig.quick(**overrides) if args.quick else EvaluationConfig(**overrides)
