@@ -93,3 +93,22 @@ def test_a_dead_decode_worker_stops_the_run(dataset: Path) -> None:
         with pytest.raises(RunAborted, match="decode worker 0 stopped"):
             for _, chunks in pool.units(entries):
                 list(chunks)
+
+
+def test_ray_plan_leaves_a_cpu_for_decode_tasks() -> None:
+    from motion_relevance.batch import RayOptions
+    from motion_relevance.batch.ray_engine import plan
+    from motion_relevance.errors import InvalidInputError
+
+    cpus = {"CPU": 8.0}
+    assert plan(cpus, RayOptions(), None, 100) == (7, True)  # one CPU left for decoding
+    assert plan(cpus, RayOptions(), 0, 100) == (8, False)  # decoding in the actors
+    assert plan(cpus, RayOptions(cpus_per_worker=2), None, 100) == (3, True)
+    assert plan(cpus, RayOptions(), None, 3) == (3, True)  # no more actors than videos
+    assert plan({"CPU": 1.0}, RayOptions(), None, 5) == (1, False)  # nothing to spare: actors decode
+    assert plan({"CPU": 2.0}, RayOptions(workers=2), None, 5) == (2, False)
+    with pytest.raises(InvalidInputError, match="decode-workers"):
+        plan({"CPU": 2.0}, RayOptions(workers=2), 1, 5)
+    assert plan({"CPU": 16.0, "GPU": 2.0}, RayOptions(gpus_per_worker=1, cpus_per_worker=2), None, 50) == (2, True)
+    with pytest.raises(InvalidInputError, match="GPU"):
+        plan({"CPU": 16.0}, RayOptions(gpus_per_worker=1), None, 50)

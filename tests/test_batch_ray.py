@@ -41,7 +41,8 @@ def test_ray_and_local_engines_write_identical_stores(local_ray, tmp_path: Path)
     common = {"model": MODEL, "methods": METHODS, "save_maps": True, "threads": 1}
     local = run_batch(manifest, tmp_path / "local", **common)
     seen = []
-    on_ray = run_batch(manifest, tmp_path / "ray", engine="ray", ray=RayOptions(workers=2),
+    # one actor leaves a CPU of the two for the decode tasks: decoding runs ahead, as a stage of its own
+    on_ray = run_batch(manifest, tmp_path / "ray", engine="ray", ray=RayOptions(workers=1),
                        callback=seen.append, **common)
     assert (on_ray.done, on_ray.failed, on_ray.skipped) == (local.done, local.failed, 0) == (3, 2, 0)
     assert len(seen) == 1 + 5 and seen[-1].pending == 0

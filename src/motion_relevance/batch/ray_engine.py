@@ -151,19 +151,37 @@ class UnitActor:
         return pa.table({"row": pa.array(rows, pa.int64()), "result": pa.array(results, pa.binary())})
 
 
-def _workers(ray: Any, options: Any, pending: int) -> int:
+def plan(resources: dict[str, float], options: Any, decode_workers: int | None, pending: int) -> tuple[int, bool]:
+    """How many explaining actors, and whether videos are decoded ahead by CPU tasks.
+
+    Decode tasks need a CPU the actors do not hold: by default the actors leave one free; when
+    none is free (``--workers`` fills the CPUs) the actors decode their own videos instead, and
+    an explicit ``decode_workers`` then is an error (the tasks could never be scheduled)."""
+    cpus = float(resources.get("CPU", 1))
+    ahead = decode_workers != 0
     if options.workers is not None:
-        return min(options.workers, pending)
-    resources = ray.cluster_resources()
-    count = int(resources.get("CPU", 1) // options.cpus_per_worker)
-    if options.gpus_per_worker > 0:
-        count = min(count, int(resources.get("GPU", 0) // options.gpus_per_worker))
-        if count < 1:
+        actors = min(options.workers, pending)
+    else:
+        spare = 1.0 if ahead and cpus >= 1 + options.cpus_per_worker else 0.0
+        actors = int((cpus - spare) // options.cpus_per_worker)
+        if options.gpus_per_worker > 0:
+            gpus = float(resources.get("GPU", 0))
+            actors = min(actors, int(gpus // options.gpus_per_worker))
+            if actors < 1:
+                raise InvalidInputError(
+                    f"the Ray cluster has {gpus:g} GPU(s), fewer than {options.gpus_per_worker:g} per worker; "
+                    "lower --gpus-per-worker"
+                )
+        actors = max(1, min(actors, pending))
+    if ahead and cpus - actors * options.cpus_per_worker < 1:
+        if decode_workers is not None:
             raise InvalidInputError(
-                f"the Ray cluster has {resources.get('GPU', 0):g} GPU(s), fewer than "
-                f"{options.gpus_per_worker:g} per worker; lower --gpus-per-worker"
+                f"--decode-workers needs a CPU the actors do not hold, but {actors} actor(s) x "
+                f"{options.cpus_per_worker:g} CPU take all {cpus:g}; lower --workers or --cpus-per-worker, "
+                "or pass --decode-workers 0"
             )
-    return max(1, min(count, pending))
+        ahead = False
+    return actors, ahead
 
 
 def ray_units(
@@ -193,7 +211,10 @@ def ray_units(
         # One video per block (up to MAX_BLOCKS): an actor's task is one block, so small blocks
         # balance the load and let the driver commit each video as soon as it is done.
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS))
-        if settings.decode_workers != 0:  # decoding as CPU tasks, ahead of the actors
+        actors, ahead = plan(ray.cluster_resources(), options, settings.decode_workers, len(items))
+        if not ahead and settings.decode_workers != 0:
+            log.info("no CPU left for decode tasks: the %d actor(s) decode their own videos", actors)
+        if ahead:  # decoding as CPU tasks, ahead of the actors
             ds = ds.map_batches(
                 decode_unit,
                 fn_kwargs={"spec": spec, "settings": settings},
@@ -212,7 +233,7 @@ def ray_units(
             },
             batch_size=1,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=_workers(ray, options, len(items))),
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=options.cpus_per_worker,
             num_gpus=options.gpus_per_worker,
         )
@@ -235,4 +256,4 @@ def _with_device(settings: BatchSettings, device: str) -> BatchSettings:
     return replace(settings, device=device)
 
 
-__all__ = ["UnitActor", "decode_remote_args", "decode_unit", "ray_units"]
+__all__ = ["UnitActor", "decode_remote_args", "decode_unit", "plan", "ray_units"]
