@@ -204,3 +204,53 @@ def test_occlusion_windows_counts_the_passes_captum_makes(window: tuple, stride:
 def test_occlusion_stride_larger_than_the_window_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="stride"):
         mr.explain(Linear(), torch.rand(1, *SHAPE), "occlusion", window=(2, 2, 2), stride=(3, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "stride"),
+    [((4, 4, 4), (2, 2, 2), (2, 2, 2)), (SHAPE, (2, 2), (2, 2)), (SHAPE, (2, 2, 2), (2, 2))],
+)
+def test_occlusion_windows_refuses_mismatched_lengths(shape: tuple, window: tuple, stride: tuple) -> None:
+    """A (T, H, W) shape without its channel axis, or a 2-D window or stride, is an error rather
+    than a count over two axes (4 windows here instead of 8)."""
+    with pytest.raises(ValueError, match="zip"):
+        gradient.occlusion_windows(shape, window, stride)
+
+
+@pytest.mark.parametrize("stride", [(5, 2, 2), (9, 2, 2)])
+def test_occlusion_stride_past_a_window_that_spans_the_axis_is_allowed(stride: tuple) -> None:
+    """A window as long as the clip's axis has one position there, so any stride along it skips
+    nothing. Each voxel's relevance is the drop of its 4 x 2 x 2 block (all channels) zeroed."""
+    model = Linear()
+    x = clips(1, seed=12)
+    expl = mr.explain(model, x, "occlusion", target=1, window=(4, 2, 2), stride=stride)
+    wx = (x[0].double() * model.row(1)).reshape(3, 1, 4, 2, 2, 2, 2)  # (C, 1, T, Hb, 2, Wb, 2)
+    blocks = wx.sum(dim=(0, 2, 4, 6))  # (1, Hb, Wb)
+    expected = blocks[:, None, :, None, :, None].expand(1, 4, 2, 2, 2, 2).reshape(1, 4, 4, 4)
+    close(expl.relevance[0], expected.expand(SHAPE))
+
+
+def test_host_noise_is_float32_whatever_the_default_dtype() -> None:
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        noise = gradient.host_noise(torch.Generator().manual_seed(4), (2, 3), 0.5)
+    finally:
+        torch.set_default_dtype(before)
+    expected = torch.randn((2, 3), generator=torch.Generator().manual_seed(4), dtype=torch.float32) * 0.5
+    assert noise.dtype == torch.float32
+    assert torch.equal(noise, expected)
+
+
+def test_smoothgrad_noise_repeats_each_clip_in_place_in_the_clips_dtype() -> None:
+    """Two float16 clips, two samples each per batch: rows clip 0, clip 0, clip 1, clip 1, each
+    plus its own float32 CPU draw rounded to float16 once."""
+    from captum.attr import Saliency
+
+    x = clips(2, seed=13).half()
+    tunnel = gradient._HostNoiseTunnel(Saliency(Linear()), torch.Generator().manual_seed(6))
+    noisy = tunnel._add_noise_to_input(x, 0.25, 2)
+    noise = torch.randn((4, *SHAPE), generator=torch.Generator().manual_seed(6), dtype=torch.float32) * 0.25
+    expected = torch.stack([x[0], x[0], x[1], x[1]]) + noise.half()
+    assert noisy.dtype == torch.float16
+    assert torch.equal(noisy, expected)
