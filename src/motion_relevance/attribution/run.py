@@ -94,7 +94,7 @@ def check_logits(output: object, rows: int) -> torch.Tensor:
 class Scorer(nn.Module):
     """The model, checked to return ``(N, K)`` logits; with ``select=True`` it returns the
     target's logit ``(N, 1)`` instead and records the logits of its first call. With a fixed
-    ``target`` (one class per clip, from ``Run.plain_forward``) it returns that class's logit
+    ``target`` (one clip's class, from ``Run.plain_forward``) it returns that class's logit
     ``(rows,)`` for every row, so multi-pass methods whose internal batches repeat one clip need no
     ``target`` argument (Captum reads a one-element target back to the host on every batch)."""
 
@@ -110,13 +110,13 @@ class Scorer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = check_logits(self.model(x), x.shape[0])
         if self.fixed is not None:
-            if self.fixed.shape[0] == 1:
-                column = self.fixed.expand(out.shape[0])
-            elif out.shape[0] % self.fixed.shape[0] == 0:  # Captum repeats each clip in place
-                column = self.fixed.repeat_interleave(out.shape[0] // self.fixed.shape[0])
-            else:
-                raise RuntimeError("a fixed-target scorer must see whole repeats of its clips")
-            return out.gather(1, column[:, None])[:, 0]
+            # one clip only: Captum lays out several clips differently per method (SmoothGrad
+            # repeats each clip in place, IG and occlusion the whole batch), so rows of several
+            # clips could not be matched to their targets here; explain runs these methods clip
+            # by clip
+            if self.fixed.shape[0] != 1:
+                raise RuntimeError("a fixed-target scorer explains one clip at a time")
+            return out.gather(1, self.fixed.expand(out.shape[0])[:, None])[:, 0]
         if not self.select:
             return out
         if self.target is None:  # first call: the unmodified clips
