@@ -33,6 +33,7 @@ from motion_relevance.batch.pipeline import (
 )
 from motion_relevance.models.spec import InputSpec
 from motion_relevance.runs import one_line
+from motion_relevance.video.decode import set_decode_threads
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ def _put(q: Any, item: Any, parent: int) -> bool:
 def _worker(spec: InputSpec, settings: BatchSettings, tasks: Any, out: Any, parent: int) -> None:
     """Decode the videos given on ``tasks`` into ``out``: ("chunk", PreparedChunk) ..., then
     ("end", None) or ("error", one-line message) per video; None on ``tasks`` stops."""
-    torch.set_num_threads(1)  # the model's process keeps the cores it was given
+    torch.set_num_threads(1)  # one core per worker: the model's process keeps the cores it was given
+    set_decode_threads(1)
     while True:
         try:
             entry = tasks.get(timeout=_POLL)

@@ -40,6 +40,7 @@ from motion_relevance.errors import DependencyError, InvalidInputError, MotionRe
 from motion_relevance.models.spec import InputSpec
 from motion_relevance.runs import one_line
 from motion_relevance.video import ClipWindow
+from motion_relevance.video.decode import set_decode_threads
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,10 @@ def _decode_unit(data: bytes, meta: str) -> list[PreparedChunk]:
 
 
 def decode_unit(batch: pa.Table, spec: InputSpec, settings: BatchSettings) -> pa.Table:
-    """Ray Data task: decode and preprocess each manifest row of ``batch`` (one per block)."""
+    """Ray Data task: decode and preprocess each manifest row of ``batch`` (one per block), on
+    the one CPU the task holds."""
     torch.set_num_threads(1)
+    set_decode_threads(1)
     out: dict[str, list[Any]] = {"row": [], "video": [], "path": [], "label": [], "inputs": [], "meta": [], "error": []}
     for item in batch.to_pylist():
         entry = VideoEntry(row=item["row"], video=item["video"], path=item["path"], label=item["label"])

@@ -27,6 +27,18 @@ log = logging.getLogger(__name__)
 #: fps assumed when a container does not say (e.g. some GIFs and raw streams).
 FALLBACK_FPS = 25.0
 
+#: FFmpeg threads per decoded stream: 0 lets FFmpeg choose (all cores); decode worker processes
+#: set 1 (``set_decode_threads``), so N workers use N cores and leave the rest to the model.
+_DECODE_THREADS = 0
+
+
+def set_decode_threads(count: int) -> None:
+    """FFmpeg threads per decoded stream in this process (0: FFmpeg's choice)."""
+    global _DECODE_THREADS
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise InvalidInputError(f"decode threads must be an integer >= 0, got {count!r}")
+    _DECODE_THREADS = count
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -202,6 +214,7 @@ def iter_frames(
     with _open(p) as container:
         stream = _video_stream(container, p)
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = _DECODE_THREADS
         fps = _fps(stream)
         first = 0 if start is None else math.ceil(start * fps - 1e-6)
         stop = None if end is None else math.ceil(end * fps - 1e-6)
