@@ -444,7 +444,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     with _Bars() as bars:
         evaluation = run_evaluation(cfg, progress=bars.show)
     parts = ["motion-relevance evaluate"] + (["--quick"] if args.quick else [])
-    for flag in ("methods", "sigmas", "clips", "seed", "real_clips"):
+    for flag in ("methods", "sigmas", "clips", "seed", "real_clips", "workers"):
         if getattr(args, flag) is not None:
             parts.append(f"--{flag.replace('_', '-')} {getattr(args, flag)}")
     if args.no_real:
