@@ -128,16 +128,18 @@ def render_markdown(ev: Evaluation, command: str | None = None) -> str:
         out += _table(["model", "method", "base", "selective", "random mask of equal size", "chance"], rows)
     dele = [r for r in ev.rows if r.section == "deletion" and r.model.startswith("level ")]
     if dele:
-        out += ["## Deletion (5x5 blur, every selection from the voxels it changes)", "",
-                "Target-logit drop when the motion-selected voxels are blurred, minus the drop for the "
-                "same number of the most relevant static voxels / of random voxels (per clip; positive: "
-                "the motion part mattered more).", ""]
+        out += ["## Deletion (every selection from the voxels the operator changes)", "",
+                "Target-logit drop when the motion-selected voxels are removed (5x5 blur, or set to zero, "
+                "the normalised mean), minus the drop for the same number of the most relevant static "
+                "voxels / of random voxels (per clip; positive: the motion part mattered more).", ""]
         rows = []
+        keys = ("deletion_motion_minus_static", "deletion_motion_minus_random",
+                "deletion_motion_minus_static_zero", "deletion_motion_minus_random_zero")
         for level in ("level 100", "level 0"):
             for m in _methods(ev, "deletion"):
-                rows.append([level, m, *(_cell(ev, "deletion", level, m, k) for k in
-                                         ("deletion_motion_minus_static", "deletion_motion_minus_random"))])
-        out += _table(["models", "method", "motion minus static", "motion minus random"], rows)
+                rows.append([level, m, *(_cell(ev, "deletion", level, m, k) for k in keys)])
+        out += _table(["models", "method", "blur: motion minus static", "blur: motion minus random",
+                       "zero: motion minus static", "zero: motion minus random"], rows)
     real = [r for r in ev.rows if r.section == "real"]
     if real:
         out += ["## Real clips (pretrained model)", ""]

@@ -439,14 +439,16 @@ def _per_model(cfg: EvaluationConfig, name: str, methods: Sequence[str], scenes:
             rows.mean("precision", name, method, "precision_random_mask", rand_p)
             rows.mean("precision", name, method, "chance", scenes.motion_mask.double().mean(dim=(1, 2, 3)))
             values["precision_base"], values["precision_selective"] = base_p, sel_p
-        # deletion with an operator that also changes static content (5x5 spatial blur),
-        # every selection drawn from the voxels it changes
-        dl = deletion_faithfulness(model, scenes.clips, scenes.labels, r, sel.mask[:, 0], seed=cfg.seed,
-                                   operator="blur", changed_only=True)  # fmt: skip
-        for metric, v in (("drop_motion", dl.motion), ("drop_static", dl.static), ("drop_random", dl.random)):
-            rows.mean("deletion", name, method, metric, v)
-        values["deletion_motion_minus_static"] = dl.motion - dl.static
-        values["deletion_motion_minus_random"] = dl.motion - dl.random
+        # deletion with operators that also change static content (5x5 spatial blur; zero, the
+        # normalised mean, which also removes colour), every selection drawn from the voxels
+        # the operator changes
+        for op, suffix in (("blur", ""), ("zero", "_zero")):
+            dl = deletion_faithfulness(model, scenes.clips, scenes.labels, r, sel.mask[:, 0], seed=cfg.seed,
+                                       operator=op, changed_only=True)  # fmt: skip
+            for metric, v in (("drop_motion", dl.motion), ("drop_static", dl.static), ("drop_random", dl.random)):
+                rows.mean("deletion", name, method, metric + suffix, v)
+            values[f"deletion_motion_minus_static{suffix}"] = dl.motion - dl.static
+            values[f"deletion_motion_minus_random{suffix}"] = dl.motion - dl.random
         out[method] = {k: np.asarray(torch.as_tensor(v).double()) for k, v in values.items()}
         if name.startswith("synthetic-graded-100"):
             for eps in FLICKER_EPS:
@@ -511,7 +513,8 @@ def _summaries(cfg: EvaluationConfig, methods: Sequence[str], family: list[tuple
             rows.add("separation", "level 100 vs level 0", method, f"auroc_{metric}",
                      auroc_ci(hi, lo, resamples=cfg.resamples, seed=cfg.seed))
         for lv in (100, 0):
-            for metric in ("deletion_motion_minus_static", "deletion_motion_minus_random"):
+            for metric in ("deletion_motion_minus_static", "deletion_motion_minus_random",
+                           "deletion_motion_minus_static_zero", "deletion_motion_minus_random_zero"):
                 pooled = np.concatenate([per_model[n][method][metric] for n in names if levels[n] == lv])
                 rows.add("deletion", f"level {lv}", method, metric,
                          mean_ci(pooled, resamples=cfg.resamples, seed=cfg.seed))
