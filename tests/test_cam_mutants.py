@@ -18,6 +18,7 @@ from torch import nn
 import motion_relevance as mr
 from motion_relevance.errors import InvalidInputError, UnknownNameError
 from motion_relevance.models.spec import InputSpec
+from test_oracles_gradient import GuidedReLU
 
 SHAPE = (3, 4, 4, 4)  # (C, T, H, W)
 RELU_HOOK = "Setting backward hooks on ReLU activations"
@@ -83,18 +84,6 @@ def untoken(t: torch.Tensor) -> torch.Tensor:
 
 
 TOKEN_SPEC = InputSpec(frames=4, size=(4, 4), cam_layer="tokens", cam_reshape=untoken)
-
-
-class GuidedReLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * (x > 0) * (g > 0)
 
 
 def token_net_by_hand(net: TokenNet, x: torch.Tensor, relu, keep: dict) -> torch.Tensor:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from motion_relevance.checks import one_of
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.metrics.precision import as_voxel_mask, voxel_magnitude
 
@@ -105,10 +106,9 @@ def deletion_faithfulness(
             f"clips {tuple(clips.shape)} and relevance {tuple(relevance.shape)} must be (N, C, T, H, W) alike"
         )
     target = torch.as_tensor(target, dtype=torch.int64).reshape(-1)
+    one_of("operator", operator, OPERATORS)
     mask = as_voxel_mask(motion_mask, relevance)
     allowed = changed_voxels(clips, operator) if changed_only else torch.ones_like(mask)
-    if not changed_only:
-        replacement(clips[:1, :, :1], operator)  # checks the operator's name
     mask = mask & allowed
     k = mask.sum(dim=(1, 2, 3))
     static = _top_k(voxel_magnitude(relevance), ~mask & allowed, k)
