@@ -196,6 +196,19 @@ def test_numba_is_loaded_by_the_first_fused_step_only() -> None:
     )
 
 
+def test_starting_numba_keeps_torchs_thread_count() -> None:
+    """Numba's OpenMP pool resets the process-wide thread count when it starts; a process limited
+    to one torch thread (``batch --threads 1`` beside decode workers) must stay limited."""
+    _python(
+        "import sys, torch, motion_relevance as mr\n"
+        "torch.set_num_threads(1)\n"
+        "mr.selective_relevance(torch.randn(2, 3, 4, 5, 5))\n"
+        "assert 'numba' in sys.modules\n"
+        "assert torch.get_num_threads() == 1, torch.get_num_threads()\n",
+        NUMBA_NUM_THREADS="2",
+    )
+
+
 def test_without_numba_the_eager_path_runs() -> None:
     """A Python where Numba cannot be imported still gets the selective step, from PyTorch."""
     _python(

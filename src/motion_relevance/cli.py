@@ -298,7 +298,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads per process or worker")
     p.add_argument("--decode-workers", type=int, metavar="N",
                    help="processes (local) or Ray tasks decoding videos while the model explains; 0: decode in "
-                   "the model's process (default: one per spare core, at most 4, locally; as resources allow on Ray)")
+                   "the model's process (default: one per spare core, at most 8, locally; as resources allow on Ray)")
     p.add_argument("--prefetch", type=int, default=2, metavar="CHUNKS",
                    help="chunks of --clip-batch clips each decode worker keeps ready (default: 2)")
     ray = p.add_argument_group("ray engine")

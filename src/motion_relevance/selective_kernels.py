@@ -70,10 +70,15 @@ def split(rel: torch.Tensor, sigma: float, replicate: bool, absolute: bool) -> S
     # below this std the squares of D may have underflowed: the moments' error, up to
     # count * tiny, is no longer below eps * count * std**2
     smallest = float(np.sqrt(info.tiny / info.eps))
+    torch_threads = torch.get_num_threads()
     with _lock:
         _launched_in = os.getpid()
         numba.set_num_threads(threads)
         *arrays, finite = _selective(r, float(sigma), replicate, absolute, threads, r.dtype.type(0), smallest)
+    if torch.get_num_threads() != torch_threads:
+        # starting Numba's OpenMP pool resets the process-wide OpenMP thread count that torch reads:
+        # a model limited to one thread (batch --threads, a decode worker beside it) would get all
+        torch.set_num_threads(torch_threads)
     return Split(*(torch.from_numpy(a) for a in arrays), bool(finite))
 
 

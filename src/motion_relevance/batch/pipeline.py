@@ -92,7 +92,7 @@ class BatchSettings:
     """Allow TF32 convolutions and matrix products on the GPU (see ``explain``)."""
     decode_workers: int | None = None
     """Processes that decode and preprocess videos ahead of the model (local engine; 0: in the
-    model's process; None: one per spare core, at most 4) or Ray decode tasks at once (None: as
+    model's process; None: one per spare core, at most 8) or Ray decode tasks at once (None: as
     the cluster allows). How the run runs, not what it computes."""
     prefetch: int = 2
     """Chunks of ``clip_batch`` clips each decode worker may hold ready (bounds memory)."""
