@@ -182,3 +182,23 @@ def test_workers_give_the_same_rows(evaluation) -> None:
         assert all(same(getattr(a, n), getattr(b, n)) for n in names), (a, b)
     with pytest.raises(InvalidInputError, match="workers"):
         EvaluationConfig(workers=0).check()
+
+
+def test_method_options_are_chosen_on_validation_and_used_on_test() -> None:
+    """SmoothGrad's noise drawn for every voxel adds motion to a frozen scene; drawn once per
+    copy it adds none. Validation must see that, pick ``static``, and the test run must use it
+    (its frozen scenes then score 0)."""
+    cfg = EvaluationConfig.quick(methods=("smoothgrad",), clips=3, frozen_clips=1, reliance_clips=16,
+                                 val_clips=3, val_frozen_clips=1, resamples=20, candidates=(("shared", 16),),
+                                 method_options={"smoothgrad": {"samples": 2}})
+    ev = run_evaluation(cfg)
+    assert ev.chosen_options == {"smoothgrad": {"noise_in_time": "static"}}
+    assert ev.config.method_options["smoothgrad"] == {"samples": 2, "noise_in_time": "static"}
+    assert ev.value("settings", "", "smoothgrad", "noise_in_time=static") == 1.0
+    tried = {r.model: r.value for r in ev.select(section="validation", method="smoothgrad")
+             if "noise_in_time" in r.model}
+    assert len(tried) == 2 and tried["ties=shared context=16 noise_in_time=static"] > tried[
+        "ties=shared context=16 noise_in_time=independent"]
+    frozen = ev.select(section="frozen", model="all graded models", method="smoothgrad",
+                       metric="frozen_motion_score")[0]
+    assert frozen.value < 1e-6

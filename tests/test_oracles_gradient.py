@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import motion_relevance as mr
+from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.spec import InputSpec
 
 torch.set_num_threads(1)
@@ -325,6 +326,40 @@ def test_smoothgrad_is_the_expected_gradient_under_noise(use_spec: bool) -> None
     # signed, voxel by voxel: mean(e^2) / s^2 is chi-square(64) / 64, well inside (0, 2.5)
     assert float(excess.min()) > 0
     assert float(excess.max()) < 3 * sigma**2 * 2.5
+
+
+def test_smoothgrad_static_noise_adds_no_motion() -> None:
+    """With ``noise_in_time="static"`` every noisy copy of a frozen clip is still frozen, so on
+    the cubic model (gradient 3 c x^2 + w, voxel by voxel) relevance minus w is the same in
+    every frame; with noise drawn for every voxel it is not."""
+    model = Cubic(c=1.0)
+    x = clip_batch(1, seed=11)[:, :, :1].expand(1, *SHAPE).contiguous()  # one frame repeated
+    w = model.w.detach().reshape(SHAPE)
+
+    def excess(noise_in_time: str) -> torch.Tensor:
+        expl = mr.explain(model, x, "smoothgrad", target=0, spec=SPEC, samples=8, noise=0.1,
+                          noise_in_time=noise_in_time)
+        return expl.relevance[0].double() - w - 3 * x[0].double() ** 2  # 3 (2 x e + e^2), mean over copies
+
+    static, independent = excess("static"), excess("independent")
+    spread = float((static - static[:, :1]).abs().max())
+    assert spread < 1e-5, spread
+    assert float(static.abs().max()) > 0.05  # the noise is there, only constant in time
+    assert float((independent - independent[:, :1]).abs().max()) > 0.05
+
+
+def test_static_host_noise_repeats_one_frame() -> None:
+    from motion_relevance.attribution.gradient import host_noise
+
+    noise = host_noise(torch.Generator().manual_seed(2), (2, 3, 5, 4, 4), 0.5, "static")
+    assert noise.shape == (2, 3, 5, 4, 4)
+    assert torch.equal(noise, noise[:, :, :1].expand_as(noise))
+    assert 0.3 < float(noise[:, :, 0].std()) < 0.7  # one N(0, 0.5^2) draw per (clip, channel, pixel)
+
+
+def test_smoothgrad_rejects_an_unknown_noise_in_time() -> None:
+    with pytest.raises(InvalidInputError, match="noise_in_time"):
+        mr.explain(Cubic(), clip_batch(1, seed=1), "smoothgrad", target=0, spec=SPEC, noise_in_time="frames")
 
 
 def test_smoothgrad_is_seeded() -> None:

@@ -453,7 +453,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         parts.append("--videos " + " ".join(args.videos))
     parts.append(f"--out {args.out}")
     paths = write_evaluation(evaluation, args.out, command=" ".join(parts))
-    print(f"chosen on validation: ties={evaluation.ties} context_frames={evaluation.context_frames} "
+    options = "".join(f" {method}.{key}={value}" for method, opts in evaluation.chosen_options.items()
+                      for key, value in opts.items())
+    print(f"chosen on validation: ties={evaluation.ties} context_frames={evaluation.context_frames}{options} "
           f"sigma={evaluation.sigma:g} ({evaluation.seconds:.0f} s)")
     for note in evaluation.notes:
         print(f"note: {note}")

@@ -32,6 +32,7 @@ from motion_relevance.attribution.method import (
     triple,
 )
 from motion_relevance.attribution.run import RELU_HOOK_WARNING, Attribution, Run, leaf
+from motion_relevance.checks import one_of
 from motion_relevance.errors import InvalidInputError
 
 
@@ -100,9 +101,20 @@ def _integrated_gradients(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> At
     return Attribution(relevance, logits, target)
 
 
-def host_noise(generator: torch.Generator, shape: tuple[int, ...], stdev: float) -> torch.Tensor:
+#: How SmoothGrad's noise varies over time: drawn for every voxel (Captum's SmoothGrad), or one
+#: pattern per noisy copy repeated in every frame (the noise then adds no motion to the clip).
+NOISE_IN_TIME: tuple[str, ...] = ("independent", "static")
+
+
+def host_noise(
+    generator: torch.Generator, shape: tuple[int, ...], stdev: float, in_time: str = "independent"
+) -> torch.Tensor:
     """Gaussian noise of ``stdev`` drawn on the CPU from ``generator`` (float32), whatever device
-    it is used on."""
+    it is used on. ``shape`` is (N, C, T, H, W); ``in_time="static"`` draws (N, C, 1, H, W) and
+    repeats it over T."""
+    if in_time == "static":
+        frame = torch.randn((*shape[:2], 1, *shape[3:]), generator=generator, dtype=torch.float32) * stdev
+        return frame.expand(shape)
     return torch.randn(shape, generator=generator, dtype=torch.float32) * stdev
 
 
@@ -111,13 +123,14 @@ class _HostNoiseTunnel(NoiseTunnel):
     clip's device, so one seed gives the same noise on every device (Captum draws it on the
     device, whose generators differ)."""
 
-    def __init__(self, attribution_method: Saliency, generator: torch.Generator) -> None:
+    def __init__(self, attribution_method: Saliency, generator: torch.Generator, in_time: str) -> None:
         super().__init__(attribution_method)
         self._generator = generator
+        self._in_time = in_time
 
     def _add_noise_to_input(self, input: torch.Tensor, stdev: float, nt_samples_partition: int) -> torch.Tensor:  # type: ignore[override]
         shape = (input.shape[0] * nt_samples_partition, *input.shape[1:])
-        noise = host_noise(self._generator, shape, stdev)
+        noise = host_noise(self._generator, shape, stdev, self._in_time)
         return input.repeat_interleave(nt_samples_partition, dim=0) + noise.to(device=input.device, dtype=input.dtype)
 
 
@@ -130,7 +143,8 @@ def _smoothgrad(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> Attribution:
         span = float(x.max() - x.min())
     stdev = opts["noise"] * span
     generator = torch.Generator(device="cpu").manual_seed(int(run.seed))
-    relevance = _HostNoiseTunnel(Saliency(run.scorer(select=False, target=target)), generator).attribute(
+    scorer = Saliency(run.scorer(select=False, target=target))
+    relevance = _HostNoiseTunnel(scorer, generator, opts["noise_in_time"]).attribute(
         x,
         nt_type="smoothgrad",
         nt_samples=opts["samples"],
@@ -207,6 +221,13 @@ METHODS: tuple[Method, ...] = (
                 0.15,
                 "noise std as a fraction of the input value range (spec.value_range, else the clip's range)",
                 non_negative_float,
+            ),
+            Option(
+                "noise_in_time",
+                "independent",
+                "'independent': noise drawn for every voxel (Captum's SmoothGrad); 'static': one noise "
+                "pattern per copy in every frame, so the noise itself adds no motion",
+                lambda name, value: one_of(name, value, NOISE_IN_TIME),
             ),
         ),
         multi_pass=True,

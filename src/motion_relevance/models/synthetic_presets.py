@@ -36,7 +36,7 @@ SYNTHETIC_PRESETS: dict[str, str] = {
 #: The graded-reliance family (``scripts/train_graded.py``): one model per motion level (the
 #: percentage of training clips in which motion, not the static colour cue, carries the label)
 #: and training seed; smaller clips and network so that each trains in minutes on 2 cores.
-GRADED_LEVELS: tuple[int, ...] = (0, 25, 50, 75, 100)
+GRADED_LEVELS: tuple[int, ...] = (0, 25, 40, 45, 50, 75, 100)
 GRADED_SEEDS: tuple[int, ...] = (0, 1, 2)
 GRADED_FRAMES = 16
 GRADED_SIZE = 32
@@ -70,6 +70,12 @@ GRADED_SHA256: dict[str, str] = {
     "synthetic-graded-025-s0": "b4b4ec1c2a01e1c246e7172ea68dec7942c0da583bf8b56c5508c1bf83e48005",
     "synthetic-graded-025-s1": "5ced40388f786b5649b79c18aafbb5dd6361484a9851aa332a8593b9bd1aea3d",
     "synthetic-graded-025-s2": "16831f170600211e36326d249c81c4c61ada20aa8a55770363888af028933ff4",
+    "synthetic-graded-040-s0": "62dbe6fbeca703d9e73d3959fd1c709f164417790ca0a24c9c32593a191d7f9a",
+    "synthetic-graded-040-s1": "7cbf8d43158591c7d48731aa7aa3dbb7abfd0cf2a2ddc127729188ed9624cd94",
+    "synthetic-graded-040-s2": "1cf62760f5fb9fc397a19495bcf4fc8d7a59797721c4d7e5a0668393abd5999e",
+    "synthetic-graded-045-s0": "7ffd6c71fe6ab360c96d7fc375da8b8b3021374584dee5f0cf29215587ffc08b",
+    "synthetic-graded-045-s1": "18259bcbd140fb03317f6794dff4ca30566aab3cfcdab24c77d1ada9c480d5a5",
+    "synthetic-graded-045-s2": "d25c0fb41ad620165f0f483c237acbd8aa70ec2d5f0f538d1eccb1ead95b9ee6",
     "synthetic-graded-050-s0": "fbf8374fbb6bab35b943b2ff6e73054064559985dffccc4c4f2b5849ffdcc08d",
     "synthetic-graded-050-s1": "d6007f1874b8a308ac0e63a2018ed066fc38836a30c79e4a28012613d059e089",
     "synthetic-graded-050-s2": "bfabc1ec13632abd7e5dcdd85957f4e1904fd6daa9d8dcdde85ae9190cc587c7",

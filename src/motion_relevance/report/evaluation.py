@@ -70,12 +70,18 @@ def render_markdown(ev: Evaluation, command: str | None = None) -> str:
     out = ["# Evaluation results", ""]
     if command:
         out += ["```", command, "```", ""]
+    options = "".join(f", {method} {key} = `{value}`" for method, opts in ev.chosen_options.items()
+                      for key, value in opts.items())
     out += [f"Settings chosen on the validation split: ties = `{ev.ties}`, context_frames = "
-            f"{ev.context_frames}, sigma = {ev.sigma:g}. Run time {ev.seconds:.0f} s. "
+            f"{ev.context_frames}{options}, sigma = {ev.sigma:g}. Run time {ev.seconds:.0f} s. "
             "Brackets: bootstrap 95 % CI.", ""]
     out += ["## Validation (choice of settings)", ""]
     val = [r for r in ev.rows if r.section == "validation" and r.method == "all"]
     out += _table(["candidate", "metric", "value"], [[r.model, r.metric, _fmt(r.value)] for r in val])
+    if ev.chosen_options:
+        val = [r for r in ev.rows if r.section == "validation" and r.method in ev.chosen_options]
+        out += ["Method options, at the chosen ties and context (AUROC minus frozen score):", ""]
+        out += _table(["method", "candidate", "value"], [[r.method, r.model, _fmt(r.value)] for r in val])
 
     out += ["## Measured reliance of each model (test interventions)", ""]
     models = [r.model for r in ev.rows if r.section == "reliance" and r.metric == "reliance"]
