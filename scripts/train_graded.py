@@ -1,6 +1,6 @@
 """Train the graded-reliance reference models: one small C3D per (motion level, seed).
 
-    python scripts/train_graded.py --level 50 --seed 1
+    python scripts/train_graded.py --level 50 --seed 1 --steps 400 --threads 1   (the shipped family)
 
 Every clip of the ``shortcut`` benchmark carries two label cues, the moving object's direction
 and a static colour patch. A model of level ``L`` (percent) trains on clips where, independently

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from motion_relevance.errors import InvalidInputError
-from motion_relevance.metrics.statistics import auroc_ci, mean_ci, spearman, spearman_ci
+from motion_relevance.metrics.statistics import (
+    auroc_ci,
+    mean_ci,
+    reliance_ci,
+    spearman,
+    spearman_ci,
+)
 
 
 def test_mean_ci_coverage_on_a_known_distribution() -> None:
@@ -52,3 +58,23 @@ def test_spearman_against_ranks() -> None:
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
     est = spearman_ci(x, y, resamples=200)
     assert est.value == pytest.approx(1.0) and est.high <= 1.0
+
+
+def test_reliance_ci_against_its_definition() -> None:
+    """reliance = drop_motion / (drop_motion + drop_cue) from the means; the paired bootstrap
+    keeps each scene's three probabilities together, so a per-scene offset shared by the three
+    renderings does not widen the interval."""
+    rng = np.random.default_rng(3)
+    pa = rng.uniform(0.4, 0.9, 400)  # scenes differ a lot ...
+    pm = pa - 0.1 + rng.normal(0, 0.01, 400)  # ... the drops hardly at all
+    pc = pa - 0.3 + rng.normal(0, 0.01, 400)
+    est = reliance_ci(pa, pm, pc, resamples=300)
+    dm, dc = pa.mean() - pm.mean(), pa.mean() - pc.mean()
+    assert est.value == pytest.approx(dm / (dm + dc), abs=1e-12)
+    assert est.low <= 0.25 <= est.high and est.high - est.low < 0.02
+    assert est.n == 400
+    # a drop below zero counts as none; two empty drops are an even split
+    assert reliance_ci(pa, pa + 0.1, pa - 0.2, resamples=50).value == 0.0
+    assert reliance_ci(pa, pa, pa, resamples=50).value == 0.5
+    with pytest.raises(InvalidInputError, match="equal"):
+        reliance_ci(pa, pm[:10], pc)

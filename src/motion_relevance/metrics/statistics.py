@@ -101,4 +101,21 @@ def spearman_ci(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
     return Estimate(value, low, high, int(a.size))
 
 
-__all__ = ["RESAMPLES", "Estimate", "auroc_ci", "mean_ci", "spearman", "spearman_ci"]
+def reliance_ci(p_agree: Sequence[float] | np.ndarray, p_motion_wrong: Sequence[float] | np.ndarray,
+                p_cue_wrong: Sequence[float] | np.ndarray, *, resamples: int = RESAMPLES,
+                seed: int = 0) -> Estimate:
+    """Measured reliance on motion (``metrics.reliance``) from per-scene true-class
+    probabilities under the three renderings, with a CI resampling the scenes together."""
+    arrays = tuple(np.asarray(p, dtype=np.float64).ravel() for p in (p_agree, p_motion_wrong, p_cue_wrong))
+    if len({a.size for a in arrays}) != 1 or arrays[0].size == 0:
+        raise InvalidInputError(f"reliance needs three equal, non-empty samples, got sizes {[a.size for a in arrays]}")
+
+    def stat(pa: np.ndarray, pm: np.ndarray, pc: np.ndarray) -> float:
+        dm, dc = max(pa.mean() - pm.mean(), 0.0), max(pa.mean() - pc.mean(), 0.0)
+        return 0.5 if dm + dc == 0 else float(dm / (dm + dc))
+
+    low, high = _interval(arrays, stat, True, resamples, seed)
+    return Estimate(stat(*arrays), low, high, int(arrays[0].size))
+
+
+__all__ = ["RESAMPLES", "Estimate", "auroc_ci", "mean_ci", "reliance_ci", "spearman", "spearman_ci"]

@@ -79,7 +79,8 @@ def render_markdown(ev: Evaluation, command: str | None = None) -> str:
     val = [r for r in ev.rows if r.section == "validation" and r.method == "all"]
     out += _table(["candidate", "metric", "value"], [[r.model, r.metric, _fmt(r.value)] for r in val])
     if ev.chosen_options:
-        val = [r for r in ev.rows if r.section == "validation" and r.method in ev.chosen_options]
+        val = [r for r in ev.rows if r.section == "validation" and r.method in ev.chosen_options
+               and r.model.count("=") > 2]  # the option candidates' rows, not the (ties, context) ones
         out += ["Method options, at the chosen ties and context (AUROC minus frozen score):", ""]
         out += _table(["method", "candidate", "value"], [[r.method, r.model, _fmt(r.value)] for r in val])
 
