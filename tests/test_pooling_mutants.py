@@ -69,3 +69,15 @@ def test_a_pool_asked_for_indices_is_left_to_pytorch() -> None:
     values, indices = F.max_pool3d(x, 2, return_indices=True)
     assert isinstance(out, tuple) and len(out) == 2
     assert torch.equal(out[0], values) and torch.equal(out[1], indices)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_padded_pool_backward_on_cuda_matches_cpu() -> None:
+    """The padding masks are built on the input's device (a CPU mask would fail on CUDA)."""
+    x = torch.randint(0, 2, (1, 2, 5, 6, 6), generator=torch.Generator().manual_seed(4)).float()
+    grads = []
+    for device in ("cpu", "cuda"):
+        xs = x.to(device).requires_grad_(True)
+        tie_sharing_max_pool(xs, 3, 2, 1, ceil_mode=True).sum().backward()
+        grads.append(xs.grad.cpu())
+    torch.testing.assert_close(grads[1], grads[0])
