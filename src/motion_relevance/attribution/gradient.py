@@ -123,7 +123,7 @@ class _HostNoiseTunnel(NoiseTunnel):
     clip's device, so one seed gives the same noise on every device (Captum draws it on the
     device, whose generators differ)."""
 
-    def __init__(self, attribution_method: Saliency, generator: torch.Generator, in_time: str) -> None:
+    def __init__(self, attribution_method: Saliency, generator: torch.Generator, in_time: str = "independent") -> None:
         super().__init__(attribution_method)
         self._generator = generator
         self._in_time = in_time
