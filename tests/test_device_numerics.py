@@ -75,9 +75,9 @@ def test_smoothgrad_noise_is_drawn_on_the_cpu_whatever_the_device(monkeypatch: p
     drawn: list[torch.Tensor] = []
     original = gradient_module.host_noise
 
-    def spy(generator: torch.Generator, shape: tuple[int, ...], stdev: float) -> torch.Tensor:
+    def spy(generator: torch.Generator, shape: tuple[int, ...], stdev: float, in_time: str = "independent") -> torch.Tensor:
         assert generator.device.type == "cpu"
-        noise = original(generator, shape, stdev)
+        noise = original(generator, shape, stdev, in_time)
         assert noise.device.type == "cpu"
         drawn.append(noise)
         return noise
