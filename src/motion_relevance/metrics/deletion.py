@@ -62,12 +62,20 @@ def replacement(clips: torch.Tensor, operator: str = "temporal_mean") -> torch.T
 
 def remove_voxels(clips: torch.Tensor, selection: torch.Tensor, operator: str = "temporal_mean") -> torch.Tensor:
     """``clips`` with the voxels of bool ``selection`` ``(N, T, H, W)`` replaced (``operator``)."""
-    return torch.where(selection.unsqueeze(1), replacement(clips, operator), clips)
+    return _swap(clips, selection, replacement(clips, operator))
 
 
 def changed_voxels(clips: torch.Tensor, operator: str, tol: float = 1e-6) -> torch.Tensor:
     """Bool ``(N, T, H, W)``: voxels that ``operator`` changes by more than ``tol`` in a channel."""
-    return ((replacement(clips, operator) - clips).abs() > tol).any(dim=1)
+    return _changed(clips, replacement(clips, operator), tol)
+
+
+def _swap(clips: torch.Tensor, selection: torch.Tensor, replaced: torch.Tensor) -> torch.Tensor:
+    return torch.where(selection.unsqueeze(1), replaced, clips)
+
+
+def _changed(clips: torch.Tensor, replaced: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
+    return ((replaced - clips).abs() > tol).any(dim=1)
 
 
 def _top_k(scores: torch.Tensor, allowed: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -108,7 +116,8 @@ def deletion_faithfulness(
     target = torch.as_tensor(target, dtype=torch.int64).reshape(-1)
     one_of("operator", operator, OPERATORS)
     mask = as_voxel_mask(motion_mask, relevance)
-    allowed = changed_voxels(clips, operator) if changed_only else torch.ones_like(mask)
+    replaced = replacement(clips, operator)  # once, for the changed voxels and all three selections
+    allowed = _changed(clips, replaced) if changed_only else torch.ones_like(mask)
     mask = mask & allowed
     k = mask.sum(dim=(1, 2, 3))
     static = _top_k(voxel_magnitude(relevance), ~mask & allowed, k)
@@ -119,7 +128,7 @@ def deletion_faithfulness(
     base = _target_logit(model, clips, target, batch_size)
     drops = {}
     for name, sel in (("motion", mask), ("static", static), ("random", random)):
-        drops[name] = base - _target_logit(model, remove_voxels(clips, sel, operator), target, batch_size)
+        drops[name] = base - _target_logit(model, _swap(clips, sel, replaced), target, batch_size)
     return DeletionResult(removed=k, **drops)
 
 
