@@ -39,9 +39,13 @@ def reliance_from_probabilities(
 ) -> Reliance:
     """The reliance of per-clip true-class probabilities (see the module docstring)."""
     pa, pm, pc = (float(p.double().mean()) for p in (p_agree, p_motion_wrong, p_cue_wrong))
-    dm, dc = max(pa - pm, 0.0), max(pa - pc, 0.0)
-    reliance = 0.5 if dm + dc == 0 else dm / (dm + dc)
-    return Reliance(pa, pm, pc, accuracy, reliance, int(p_agree.shape[0]))
+    return Reliance(pa, pm, pc, accuracy, reliance_of_means(pa, pm, pc), int(p_agree.shape[0]))
+
+
+def reliance_of_means(p_agree: float, p_motion_wrong: float, p_cue_wrong: float) -> float:
+    """The reliance of mean true-class probabilities: each drop clipped at 0, 0.5 when both are 0."""
+    dm, dc = max(p_agree - p_motion_wrong, 0.0), max(p_agree - p_cue_wrong, 0.0)
+    return 0.5 if dm + dc == 0 else dm / (dm + dc)
 
 
 @torch.no_grad()
@@ -72,5 +76,5 @@ def intervention_reliance(
     return reliance_from_probabilities(pa, pm, pc, accuracy=float(hits.float().mean()))
 
 
-__all__ = ["Reliance", "intervention_reliance", "reliance_from_probabilities",
+__all__ = ["Reliance", "intervention_reliance", "reliance_from_probabilities", "reliance_of_means",
            "true_class_probability"]

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats
 
 from motion_relevance.errors import InvalidInputError
+from motion_relevance.metrics.reliance import reliance_of_means
 from motion_relevance.metrics.separation import auroc
 
 RESAMPLES = 1000
@@ -111,8 +112,7 @@ def reliance_ci(p_agree: Sequence[float] | np.ndarray, p_motion_wrong: Sequence[
         raise InvalidInputError(f"reliance needs three equal, non-empty samples, got sizes {[a.size for a in arrays]}")
 
     def stat(pa: np.ndarray, pm: np.ndarray, pc: np.ndarray) -> float:
-        dm, dc = max(pa.mean() - pm.mean(), 0.0), max(pa.mean() - pc.mean(), 0.0)
-        return 0.5 if dm + dc == 0 else float(dm / (dm + dc))
+        return reliance_of_means(float(pa.mean()), float(pm.mean()), float(pc.mean()))
 
     low, high = _interval(arrays, stat, True, resamples, seed)
     return Estimate(stat(*arrays), low, high, int(arrays[0].size))
