@@ -369,6 +369,12 @@ def _family(cfg: EvaluationConfig, notes: list[str]) -> list[tuple[str, int, int
     return found
 
 
+def _with_options(cfg: EvaluationConfig, options: Mapping[str, Mapping[str, Any]]) -> EvaluationConfig:
+    """``cfg`` with ``options`` added to each named method's ``method_options``."""
+    merged = {**cfg.method_options, **{m: {**cfg.method_options.get(m, {}), **o} for m, o in options.items()}}
+    return replace(cfg, method_options=merged)
+
+
 def _validate(cfg: EvaluationConfig, methods: Sequence[str], family: list[tuple[str, int, int]],
               rows: _Rows, progress: ProgressCallback | None
               ) -> tuple[str, int, float, dict[str, dict[str, Any]]]:
@@ -414,8 +420,7 @@ def _validate(cfg: EvaluationConfig, methods: Sequence[str], family: list[tuple[
             continue
         best_options, best_value = dict(candidates[0]), -math.inf
         for candidate in candidates:
-            trial = replace(cfg, method_options={**cfg.method_options,
-                                                 method: {**cfg.method_options.get(method, {}), **candidate}})
+            trial = _with_options(cfg, {method: candidate})
             s = {lv: motion_score(_explain(models[lv][0], scenes, method, ties, context, trial)) for lv in (0, 100)}
             f = torch.cat([motion_score(_explain(models[lv][0], frozen, method, ties, context, trial))
                            for lv in (0, 100)])
@@ -427,8 +432,7 @@ def _validate(cfg: EvaluationConfig, methods: Sequence[str], family: list[tuple[
                 best_options, best_value = dict(candidate), value
         chosen[method] = best_options
         if best_options != dict(candidates[0]):  # the level-100 maps sigma is chosen on follow the choice
-            trial = replace(cfg, method_options={**cfg.method_options,
-                                                 method: {**cfg.method_options.get(method, {}), **best_options}})
+            trial = _with_options(cfg, {method: best_options})
             level100[best][method] = _explain(models[100][0], scenes, method, ties, context, trial)
     # sigma: best mean F1 of selective precision and recall on the level-100 model
     f1: dict[float, list[float]] = {s: [] for s in cfg.sigmas}
@@ -681,8 +685,7 @@ def run_evaluation(config: EvaluationConfig | None = None, *,
         for key, value in opts.items():
             rows.add("settings", "", method, f"{key}={value}", 1.0)
     log.info("validation chose ties=%s context_frames=%d sigma=%g options %s", ties, context, sigma, chosen)
-    cfg = replace(cfg, method_options={**cfg.method_options,
-                                       **{m: {**cfg.method_options.get(m, {}), **o} for m, o in chosen.items()}})
+    cfg = _with_options(cfg, chosen)
     from motion_relevance.models import load_model
 
     spec = load_model(family[0][0])[1]
