@@ -7,10 +7,12 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from chromium import HeadlessChromium, find_chromium
+from tiny_models import make_dataset
 
 
 def _install_chromium() -> str | None:
@@ -37,3 +39,10 @@ def browser() -> Iterator[HeadlessChromium]:
         pytest.skip("no Chromium and no way to install it here (needs root and apt-get)")
     with HeadlessChromium(binary=binary, width=1280, height=900, timeout=60) as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny batch dataset and its manifest (``tiny_models.make_dataset``), written once per
+    session for the batch tests; a test that changes it copies it first."""
+    return make_dataset(tmp_path_factory.mktemp("videos"))

@@ -33,14 +33,9 @@ from motion_relevance.metrics.sparsity import sparsity_ratio
 from motion_relevance.motion_score import motion_score
 from motion_relevance.selective import selective_relevance
 from motion_relevance.video import read_video, sample_clips
-from tiny_models import FRAMES, LABELS, SIZE, build_tiny, make_dataset, write_clip
+from tiny_models import FRAMES, LABELS, SIZE, build_tiny, write_clip
 
 METHODS = ("saliency", "gradcam")
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("videos"))
 
 
 @pytest.fixture(scope="module")

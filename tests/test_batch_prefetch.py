@@ -12,14 +12,9 @@ import pytest
 from motion_relevance.batch import drop_timing, read_manifest, run_batch
 from motion_relevance.batch.pipeline import BatchSettings, PreparedError, RunAborted, prepare_unit
 from motion_relevance.batch.prefetch import MAX_AUTO_WORKERS, DecodePool, auto_decode_workers
-from tiny_models import build_tiny, make_dataset
+from tiny_models import build_tiny
 
 METHODS = "saliency,gradcam"
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("videos"))
 
 
 @pytest.fixture(scope="module")
