@@ -142,7 +142,7 @@ def box_bounds(run: Run, x: torch.Tensor, opts: dict[str, Any]) -> tuple[torch.T
             values = [(pixel * spec.scale - m) / s for m, s in zip(spec.mean, spec.std, strict=True)]
             if len(values) != x.shape[1]:
                 values = [min(values) if name == "low" else max(values)]
-            bound = _per_channel(torch.tensor(values), x, name)
+            bound = _per_channel(torch.tensor(values, dtype=torch.float64), x, name)
         else:
             reduce = torch.amin if name == "low" else torch.amax
             bound = reduce(x.detach(), dim=(2, 3, 4), keepdim=True)
