@@ -6,7 +6,8 @@
 #
 #   scripts/mutation_rerun.sh /tmp/mut-metrics tests/test_statistics_mutants.py
 #
-# Prints one line per mutant (killed / survived) and a last line "killed K of N".
+# Set ONLY=REGEX to rerun only the mutants whose names match (grep -P). Prints one line per
+# mutant (killed / survived) and a last line "killed K of N".
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY="$ROOT/.venv/bin/python"
@@ -28,5 +29,5 @@ while read -r name; do
         echo "$name: killed"
         killed=$((killed + 1))
     fi
-done < <(grep -E ': (survived|no tests)$' "$dir/results.txt" | sed 's/^ *//; s/: .*//')
+done < <(grep -E ': (survived|no tests)$' "$dir/results.txt" | sed 's/^ *//; s/: .*//' | grep -P "${ONLY:-.}")
 echo "killed $killed of $total"

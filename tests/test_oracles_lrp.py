@@ -277,3 +277,118 @@ def test_deep_taylor_bounds_default_to_each_clips_range() -> None:
     for i, c in enumerate(targets):
         bounds = (x[i].amin(dim=(1, 2, 3)), x[i].amax(dim=(1, 2, 3)))
         close(expl.relevance[i], lrp_by_hand(net, x[i], c, "zbox", "zplus", "zplus", bounds=bounds))
+
+
+# --------------------------------------------------------------------------------------------
+# a dense hidden layer, the epsilon option and ignore_bias with biases present
+# --------------------------------------------------------------------------------------------
+
+
+class FourLayers(nn.Module):
+    """ThreeLayers with a dense hidden layer: ... -> flatten -> linear(3->3) -> ReLU -> linear(3->2)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = nn.Conv3d(3, 4, 2)
+        self.conv2 = nn.Conv3d(4, 3, (1, 2, 2))
+        self.dense = nn.Linear(3, 3)
+        self.out = nn.Linear(3, 2)
+        self.double()
+        with torch.no_grad():
+            for m in (self.conv1, self.conv2, self.dense, self.out):
+                m.weight.mul_(3.0)
+                m.bias.mul_(3.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.out(torch.relu(self.dense(x.flatten(1))))
+
+
+def epsilon_relative(eps: float):
+    """The epsilon rule with the option's stabiliser: ``eps`` times the layer's rms output."""
+
+    def rule(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        z = w @ x + b
+        s = z + torch.where(z >= 0, 1.0, -1.0).to(z) * eps * z.pow(2).mean().sqrt()
+        return x * (w.T @ (r / s))
+
+    return rule
+
+
+def four_by_hand(net: FourLayers, x: torch.Tensor, c: int, rules: tuple, ignore_bias: bool = False,
+                 bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Relevance of one clip for logit ``c``; ``rules``: (first, conv, dense, classifier), each a
+    name of ``RULES`` or a rule function."""
+    layers = [dense(net.conv1, SHAPE), dense(net.conv2, (4, 1, 2, 2)), dense(net.dense, (3,)), dense(net.out, (3,))]
+    acts = [x.double().flatten()]
+    for w, b in layers[:-1]:
+        acts.append(pos(w @ acts[-1] + b))
+    y = layers[-1][0] @ acts[-1] + layers[-1][1]
+    r = torch.zeros_like(y)
+    r[c] = y[c]
+    for k in (3, 2, 1, 0):
+        w, b = layers[k]
+        b = torch.zeros_like(b) if ignore_bias else b
+        rule = RULES.get(rules[k], rules[k]) if isinstance(rules[k], str) else rules[k]
+        if rule == "zbox":
+            low, high = (bound.double().reshape(3, 1, 1, 1).expand(SHAPE).flatten() for bound in bounds)
+            r = zbox(acts[0], w, b, r, low, high)
+        else:
+            r = rule(acts[k], w, b, r)
+    return r.reshape(SHAPE)
+
+
+def four_clips(net: FourLayers, n: int, seed: int) -> tuple[torch.Tensor, list[int]]:
+    """Clips where every hidden layer has two active units, and their live targets."""
+    gen = torch.Generator().manual_seed(seed)
+    kept, targets = [], []
+    while len(kept) < n:
+        x = 2 * torch.rand(SHAPE, generator=gen) - 1
+        with torch.no_grad():
+            a1 = torch.relu(net.conv1(x.double()[None]))
+            a2 = torch.relu(net.conv2(a1)).flatten(1)
+            a3 = torch.relu(net.dense(a2))
+        if min(int((a > 0).sum()) for a in (a1, a2, a3)) < 2:
+            continue
+        kept.append(x)
+        targets.append(int((pos(net.out.weight) @ a3[0]).argmax()))
+    return torch.stack(kept), targets
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dense_hidden_layers_and_the_epsilon_option_by_hand(seed: int) -> None:
+    """Dense hidden layers get epsilon (z+ in deep Taylor); ``epsilon=`` sets the stabiliser
+    of both dense rules, as a share of the layer's rms output."""
+    net = FourLayers(seed).eval()
+    x, targets = four_clips(net, 2, seed=11)
+    eps = 0.5
+    table = {
+        "lrp_epsilon_plus_flat": ("flat", "zplus", epsilon_relative(eps), epsilon_relative(eps)),
+        "lrp_alpha2_beta1": ("ab21", "ab21", epsilon_relative(eps), epsilon_relative(eps)),
+    }
+    for method, rules in table.items():
+        expl = mr.explain(net, x, method, target=targets, epsilon=eps)
+        default = mr.explain(net, x, method, target=targets)
+        for i, c in enumerate(targets):
+            expected = four_by_hand(net, x[i], c, rules)
+            close(expl.relevance[i], expected)
+            assert far(default.relevance[i], expected, share=0.01)  # the option matters
+    bounds = (torch.full((3,), -1.0), torch.full((3,), 1.0))
+    expl = mr.explain(net, x, "deep_taylor", target=targets, low=-1.0, high=1.0)
+    for i, c in enumerate(targets):
+        close(expl.relevance[i], four_by_hand(net, x[i], c, ("zbox", "zplus", "zplus", "zplus"), bounds=bounds))
+
+
+def test_ignore_bias_leaves_every_bias_out_of_the_rules() -> None:
+    """With biases in the network, ``ignore_bias=True`` drops them from every layer's rule (the
+    activations still have them) and the relevance conserves the logit."""
+    net = FourLayers(2).eval()
+    x, targets = four_clips(net, 2, seed=12)
+    for method, rules in {"lrp_epsilon_plus_flat": ("flat", "zplus", "epsilon", "epsilon"),
+                          "lrp_alpha2_beta1": ("ab21", "ab21", "epsilon", "epsilon")}.items():  # fmt: skip
+        expl = mr.explain(net, x, method, target=targets, ignore_bias=True)
+        for i, c in enumerate(targets):
+            expected = four_by_hand(net, x[i], c, rules, ignore_bias=True)
+            close(expl.relevance[i], expected)
+            assert far(expected, four_by_hand(net, x[i], c, rules), share=1e-3)
