@@ -12,10 +12,20 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.video import s3d
+from torchvision.models.video.resnet import Bottleneck, Conv3DSimple
 from zennit.composites import Composite
 
-from motion_relevance.attribution.canonizers import I3DHeadCanonizer
-from motion_relevance.attribution.lrp import box_bounds
+from motion_relevance.attribution import explain
+from motion_relevance.attribution.canonizers import (
+    I3DHeadCanonizer,
+    S3DHeadCanonizer,
+    video_canonizers,
+)
+from motion_relevance.attribution.lrp import RelativeStabilizer, box_bounds, refuse_unsupported
+from motion_relevance.attribution.structure import model_structure
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.i3d import InceptionI3d
 from motion_relevance.models.spec import InputSpec
@@ -84,3 +94,212 @@ def test_i3d_head_canonizer_keeps_the_logits_of_features_that_vary(features: tup
         with Composite(canonizers=[I3DHeadCanonizer()]).context(model):
             canonized = model(x)
     torch.testing.assert_close(canonized, reference, rtol=1e-5, atol=1e-6)
+
+
+# --- the stabiliser --------------------------------------------------------------------------
+
+
+def test_relative_stabilizer_by_its_definition() -> None:
+    stab = RelativeStabilizer(0.5)
+    z = torch.tensor([[3.0, -4.0, 0.0], [1.0, 1.0, -1.0]], dtype=torch.float64)
+    rms = z.pow(2).mean(dim=1, keepdim=True).sqrt()  # per clip (row)
+    tiny = torch.finfo(torch.float64).tiny
+    expected = z + torch.tensor([[1.0, -1.0, 1.0], [1.0, 1.0, -1.0]], dtype=torch.float64) * (0.5 * rms + tiny)
+    assert torch.equal(stab(z), expected)
+    # zero is shifted up (sign(0) = +1) by exactly the floor when epsilon is 0
+    assert torch.equal(RelativeStabilizer(0.0)(torch.zeros(1, 2, dtype=torch.float64)), torch.full((1, 2), tiny, dtype=torch.float64))
+    # an unbatched (1-D) output is scaled by each element's own magnitude
+    assert torch.allclose(stab(torch.tensor([2.0, -4.0])), torch.tensor([3.0, -6.0]))
+    for dtype in (torch.float16, torch.bfloat16):
+        assert stab(z.to(dtype)).dtype == dtype
+
+
+# --- batch norms merged along the data flow, checked against a model folded by hand ----------
+
+
+class _ConvBN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = nn.Conv3d(3, 4, 2)
+        self.bn = nn.BatchNorm3d(4)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.3, 2.0)
+            self.bn.weight.uniform_(0.5, 2.0)
+            self.bn.bias.uniform_(-0.5, 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean(dim=(2, 3, 4)))
+
+
+class _Folded(nn.Module):
+    """The same function with the batch norm folded into the convolution by hand."""
+
+    def __init__(self, src: _ConvBN) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 2)
+        self.fc = src.fc
+        bn = src.bn
+        scale = bn.weight.detach() / (bn.running_var + bn.eps).sqrt()
+        with torch.no_grad():
+            self.conv.weight.copy_(src.conv.weight * scale.view(-1, 1, 1, 1, 1))
+            self.conv.bias.copy_((src.conv.bias - bn.running_mean) * scale + bn.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3, 4)))
+
+
+@pytest.mark.parametrize("method", ["lrp_epsilon_plus_flat", "lrp_alpha2_beta1"])
+def test_batch_norm_merge_equals_folding_by_hand(method: str) -> None:
+    """With biases in the rules the merged shift takes its share: the map equals that of the
+    model folded by hand, and differs from leaving the batch norm out of the rules."""
+    net = _ConvBN().eval()
+    folded = _Folded(net).eval()
+    x = torch.randn(2, 3, 4, 5, 5, generator=torch.Generator().manual_seed(0))
+    merged = explain(net, x, method, target=0).relevance
+    by_hand = explain(folded, x, method, target=0).relevance
+    torch.testing.assert_close(merged, by_hand, rtol=1e-4, atol=1e-6 * float(by_hand.abs().max()))
+    no_merge = explain(_NoMerge(net), x, method, target=0).relevance
+    assert float((no_merge - by_hand).abs().max()) > 0.01 * float(by_hand.abs().max())
+
+
+class _NoMerge(nn.Module):
+    """``_ConvBN`` with the batch norm applied functionally (LRP cannot merge it)."""
+
+    def __init__(self, src: _ConvBN) -> None:
+        super().__init__()
+        self.conv, self.fc, self.bn = src.conv, src.fc, src.bn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn = self.bn
+        y = F.batch_norm(self.conv(x), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return self.fc(torch.relu(y).mean(dim=(2, 3, 4)))
+
+
+# --- torchvision's Bottleneck blocks and S3D's head ------------------------------------------
+
+
+class _BottleneckNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Sequential(nn.Conv3d(3, 8, 3, padding=1, bias=False), nn.BatchNorm3d(8), nn.ReLU())
+        down = nn.Sequential(nn.Conv3d(8, 16, 1, stride=2, bias=False), nn.BatchNorm3d(16))
+        self.block1 = Bottleneck(8, 2, Conv3DSimple)  # 8 -> 8, identity shortcut
+        self.block2 = Bottleneck(8, 4, Conv3DSimple, stride=2, downsample=down)  # 8 -> 16
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(16, 3, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.block2(self.block1(self.stem(x)))).flatten(1))
+
+
+def test_bottleneck_blocks_are_canonized() -> None:
+    net = _BottleneckNet().eval()
+    x = torch.randn(1, 3, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    structure = model_structure(net, x)
+    with torch.no_grad():
+        reference = net(x)
+        with Composite(canonizers=video_canonizers(structure)).context(net):
+            assert all("canonizer_sum" in b._modules for b in (net.block1, net.block2))
+            canonized = net(x)
+    torch.testing.assert_close(canonized, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_s3d_head_canonizer_keeps_the_logits_and_pools_with_a_module() -> None:
+    torch.manual_seed(0)
+    model = s3d(num_classes=4).eval()
+    model.features = nn.Identity()  # feed the head directly: (N, 1024, T, 7, 7) features
+    x = torch.randn(2, 1024, 4, 7, 7)
+    with torch.no_grad():
+        reference = model(x)
+        with Composite(canonizers=[S3DHeadCanonizer()]).context(model):
+            assert isinstance(model.canonizer_mean, nn.AdaptiveAvgPool3d) and "forward" in vars(model)
+            canonized = model(x)
+    torch.testing.assert_close(canonized, reference, rtol=1e-5, atol=1e-6)
+    assert "forward" not in vars(model)
+
+
+# --- the layer budget ------------------------------------------------------------------------
+
+
+class _Gate(nn.Module):
+    """A leaf module whose output carries no gradient (a mask)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.detach() > 0).to(x)
+
+
+class _BudgetNet(nn.Module):
+    """A shared convolution called twice, a pool that also returns its indices, a mask module,
+    and a two-input layer, inside containers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.body = nn.Sequential(nn.Conv3d(3, 3, 3, padding=1, bias=False), nn.ReLU())
+        self.pool = nn.MaxPool3d(2, return_indices=True)
+        self.gate = _Gate()
+        self.head = nn.ModuleDict({"pair": nn.Bilinear(3, 3, 3, bias=False), "fc": nn.Linear(3, 2, bias=False)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.body(self.body(x))
+        x, _ = self.pool(x)
+        x = (x * self.gate(x)).mean(dim=(2, 3, 4))
+        return self.head["fc"](self.head["pair"](x, x))
+
+
+def test_layer_budget_rows_per_clip_for_shared_and_unusual_layers() -> None:
+    net = _BudgetNet().eval()
+    x = torch.randn(2, 3, 4, 6, 6, generator=torch.Generator().manual_seed(2)).abs()
+    expl = explain(net, x, "lrp_epsilon_plus_flat", target=0, layer_budget=True)
+    rows = expl.options["layer_sums"]
+    # leaf modules only (no containers, no activations), in call order; the mask module carries
+    # no relevance and has no rows
+    assert [r["layer"] for r in rows] == ["body.0", "body.0", "pool", "pool", "head.pair", "head.pair",
+                                          "head.fc", "head.fc"]
+    assert [r["clip"] for r in rows] == [0, 1] * 4
+    by = {(r["layer"], r["clip"]): r for r in rows}
+    for clip in (0, 1):
+        logit = float(expl.logits[clip, 0])
+        assert by[("head.fc", clip)]["relevance_out"] == pytest.approx(logit, rel=1e-6)
+        # the convolution is called twice and both calls conserve (flat, z+): its sums add the
+        # relevance of both calls, twice what the pool passes on
+        conv, pool = by[("body.0", clip)], by[("pool", clip)]
+        assert conv["relevance_out"] == pytest.approx(2 * pool["relevance_in"], rel=1e-5)
+        assert conv["relevance_in"] == pytest.approx(2 * pool["relevance_in"], rel=1e-5)
+        assert pool["relevance_out"] is None  # it returns (values, indices): tapped at its input only
+    # the same clip explained alone gives its rows, numbered from 0
+    alone = explain(net, x[1:], "lrp_epsilon_plus_flat", target=0, layer_budget=True).options["layer_sums"]
+    assert [r["clip"] for r in alone] == [0] * 4
+    for r in alone:
+        assert r["relevance_in"] == pytest.approx(by[(r["layer"], 1)]["relevance_in"], rel=1e-5)
+    batched = explain(net, x, "lrp_epsilon_plus_flat", target=0, layer_budget=True, batch_size=1)
+    assert [r["clip"] for r in batched.options["layer_sums"]] == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+# --- refusals, word for word -----------------------------------------------------------------
+
+
+def test_refusals_word_for_word() -> None:
+    class WithMHA(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = nn.MultiheadAttention(4, 1)
+
+    class WithNorm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nn.LayerNorm(4)
+
+    with pytest.raises(InvalidInputError, match=r"^lrp_alpha2_beta1 is not supported for WithMHA: "
+                       r"nn.MultiheadAttention runs attention in one fused kernel that LRP rules cannot see into; "
+                       r"use saliency, integrated_gradients or gradcam$"):
+        refuse_unsupported(WithMHA(), "lrp_alpha2_beta1")
+    with pytest.raises(InvalidInputError, match=r"^deep_taylor is not supported for WithNorm: its z\+ rules assume "
+                       r"ReLU activations, and a transformer's layer norms and residual streams are signed; use "
+                       r"lrp_epsilon_plus_flat or lrp_alpha2_beta1$"):
+        refuse_unsupported(WithNorm(), "deep_taylor")
+    refuse_unsupported(WithNorm(), "lrp_epsilon_plus_flat")  # allowed
