@@ -6,7 +6,8 @@
 #
 #   scripts/mutation_rerun.sh /tmp/mut-metrics tests/test_statistics_mutants.py
 #
-# Set ONLY=REGEX to rerun only the mutants whose names match (grep -P). Prints one line per
+# Set ONLY=REGEX to rerun only the mutants whose names match (grep -P); RESULTS=FILE to take
+# the mutants from FILE (lines "NAME: survived", e.g. an earlier rerun's output). Prints one line per
 # mutant (killed / survived) and a last line "killed K of N".
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,5 +30,5 @@ while read -r name; do
         echo "$name: killed"
         killed=$((killed + 1))
     fi
-done < <(grep -E ': (survived|no tests)$' "$dir/results.txt" | sed 's/^ *//; s/: .*//' | grep -P "${ONLY:-.}")
+done < <(grep -E ': (survived|no tests)$' "${RESULTS:-$dir/results.txt}" | sed 's/^ *//; s/: .*//' | grep -P "${ONLY:-.}")
 echo "killed $killed of $total"
