@@ -137,6 +137,13 @@ def test_rows_match_a_direct_explanation(reference, dataset: Path) -> None:
     rows = reference.rows.filter(pc.equal(reference.rows["row"], 1))
     for method in METHODS:
         expl = explain(model, x, method, spec=spec)
+        if method == "saliency":  # the expected map from plain autograd, not from explain
+            leaf = x.clone().requires_grad_()
+            logits = model(leaf)
+            top = logits.argmax(dim=1)
+            (grad,) = torch.autograd.grad(logits.gather(1, top[:, None]).sum(), leaf)
+            torch.testing.assert_close(expl.relevance, grad.detach(), rtol=1e-5, atol=1e-7)
+            assert torch.equal(expl.target, top)
         sel = selective_relevance(expl.relevance, 1.0)
         got = rows.filter(pc.equal(rows["method"], method))
         prob = torch.softmax(expl.logits, 1).gather(1, expl.target[:, None])[:, 0]
