@@ -106,8 +106,9 @@ def explain(
         raise InvalidInputError(f"tf32 must be True or False, got {tf32!r}")
     opts = info.resolve_options(options)
     frames = x.shape[2]
+    own = x
     x, before, given = _extend(x, context_frames, context, spec)
-    _check_finite(x if given is None else [x, *given])
+    _check_finite(own if given is None else [own, *given])  # the clips, then the given context
 
     param = next(model.parameters(), None)
     device = param.device if param is not None else x.device
