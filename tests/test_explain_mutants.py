@@ -94,3 +94,62 @@ def test_explain_refusals_word_for_word() -> None:
     bad = torch.full((1, 3, 2, 4, 4), math.nan)
     with pytest.raises(InvalidInputError, match=r"^context frames contain NaN or infinite values$"):
         explain(net, x, "saliency", context_frames=2, context=(bad, None))
+
+
+class _Temporal(nn.Module):
+    """A convolution over time (3 frames), so relevance depends on the neighbouring frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv = nn.Conv3d(3, 2, (3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(x)).mean(dim=(2, 3, 4))
+
+
+def _saliency_by_hand(net: nn.Module, extended: torch.Tensor, before: int, frames: int) -> torch.Tensor:
+    leaf = extended.clone().requires_grad_()
+    logits = net(leaf)
+    (grad,) = torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), leaf)
+    return grad[:, :, before : before + frames]
+
+
+def test_context_frames_are_placed_around_the_clip_as_documented() -> None:
+    net = _Temporal()
+    g = torch.Generator().manual_seed(0)
+    x, one, three = (torch.randn(2, 3, t, 2, 2, generator=g) for t in (4, 1, 3))
+    k = 2
+    cases = [
+        ((None, None), torch.cat([x[:, :, :1]] * k + [x] + [x[:, :, -1:]] * k, dim=2)),
+        ((three, three), torch.cat([three[:, :, -2:], x, three[:, :, :2]], dim=2)),  # the nearest k
+        ((one, None), torch.cat([one, one, x, x[:, :, -1:], x[:, :, -1:]], dim=2)),  # missing: repeat outermost
+        ((None, one[:1]), torch.cat([x[:, :, :1], x[:, :, :1], x, one[:1].expand(2, -1, -1, -1, -1),
+                                      one[:1].expand(2, -1, -1, -1, -1)], dim=2)),  # one row for all clips
+        ((three[:, :, :0], None), torch.cat([x[:, :, :1]] * k + [x] + [x[:, :, -1:]] * k, dim=2)),  # 0 frames
+        ((three.numpy(), None), torch.cat([three[:, :, -2:], x, x[:, :, -1:], x[:, :, -1:]], dim=2)),
+    ]
+    for context, extended in cases:
+        got = explain(net, x, "saliency", context_frames=k, context=context).relevance
+        torch.testing.assert_close(got, _saliency_by_hand(net, extended, k, 4), rtol=1e-5, atol=1e-7)
+
+
+def test_context_refusals_word_for_word() -> None:
+    from motion_relevance.models.spec import InputSpec
+
+    net, x = _Temporal(), torch.zeros(2, 3, 4, 2, 2)
+    with pytest.raises(InvalidInputError, match=r"^context_frames needs a model that accepts longer clips, but this "
+                       r"model takes exactly 4 frames \(its InputSpec has no min_frames\); use context_frames=0$"):
+        explain(net, x, "saliency", context_frames=1, spec=InputSpec(frames=4, size=(2, 2)))
+    pair = r"^context must be a pair \(before, after\) of frame tensors \(N, C, j, H, W\) or None$"
+    for bad in ((x,), x, (x, x, x)):
+        with pytest.raises(InvalidInputError, match=pair):
+            explain(net, x, "saliency", context_frames=1, context=bad)
+    for context, name in (([1.0], None), "before"), ((None, torch.zeros(2, 3, 1, 2)), "after"), (
+            (None, torch.zeros(2, 3, 1, 2, 2, dtype=torch.int64)), "after"):
+        with pytest.raises(InvalidInputError, match=rf"^context {name} must be a float tensor \(N, C, j, H, W\) "
+                           r"preprocessed like the clips$"):
+            explain(net, x, "saliency", context_frames=1, context=context)
+    with pytest.raises(InvalidInputError, match=r"^context after has shape \(3, 3, 1, 2, 2\); it must match the clips "
+                       r"\(2, 3, 4, 2, 2\) except in time \(and may have 1 row\)$"):
+        explain(net, x, "saliency", context_frames=1, context=(None, torch.zeros(3, 3, 1, 2, 2)))
