@@ -153,3 +153,12 @@ def test_context_refusals_word_for_word() -> None:
     with pytest.raises(InvalidInputError, match=r"^context after has shape \(3, 3, 1, 2, 2\); it must match the clips "
                        r"\(2, 3, 4, 2, 2\) except in time \(and may have 1 row\)$"):
         explain(net, x, "saliency", context_frames=1, context=(None, torch.zeros(3, 3, 1, 2, 2)))
+
+
+def test_unknown_options_are_refused_with_the_methods_options() -> None:
+    net, x = _Temporal(), torch.zeros(1, 3, 4, 2, 2)
+    with pytest.raises(InvalidInputError, match=r"^method 'saliency' has no option 'n_steps'; it takes no options$"):
+        explain(net, x, "saliency", n_steps=3)
+    with pytest.raises(InvalidInputError, match=r"^method 'integrated_gradients' has no option 'a'; its options are "
+                       r"baseline, n_steps$"):
+        explain(net, x, "integrated_gradients", b=1, a=2)
