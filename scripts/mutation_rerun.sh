@@ -21,6 +21,13 @@ shift
 for t in "$@"; do cp "$ROOT/$t" "$dir/mutants/$t"; done
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=src
 cd "$dir/mutants"
+# the files must pass without a mutant: a test that fails on the kept (possibly older) source
+# would count every mutant as killed
+if ! "$PY" -m pytest -x -q -p no:cacheprovider "$@" > baseline.log 2>&1; then
+    echo "error: the test files fail without a mutant in $dir/mutants (see $dir/mutants/baseline.log);" \
+        "the kept source differs from the one they test" >&2
+    exit 2
+fi
 killed=0 total=0
 while read -r name; do
     total=$((total + 1))
