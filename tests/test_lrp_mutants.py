@@ -30,7 +30,7 @@ from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.i3d import InceptionI3d
 from motion_relevance.models.spec import InputSpec
 
-SPEC = InputSpec(frames=4, size=(8, 8), mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3), scale=1 / 255)
+SPEC = InputSpec(frames=4, size=(8, 8), mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.5), scale=1 / 255)
 
 
 def _run(spec: InputSpec | None) -> SimpleNamespace:
@@ -72,6 +72,29 @@ def test_bounds_of_another_shape_are_refused_naming_the_option(shape: tuple[int,
     with pytest.raises(InvalidInputError, match=rf"^option high must be a number or one number per channel \(3\), "
                        rf"got shape \({', '.join(map(str, shape))},?\)$"):
         box_bounds(_run(None), x, {"high": torch.ones(shape)})
+
+
+def test_clips_outside_the_bounds_are_refused_within_a_tolerance_of_the_span() -> None:
+    """The tolerance is 1e-4 of the widest span (here 20, so 0.002), on either side."""
+    base = torch.zeros(1, 3, 2, 2, 2)
+    opts = {"low": -10.0, "high": 10.0}
+    outside = r"^clip values \[.*\] fall outside the deep_taylor bounds \[-10, 10\]; pass low= and high=, or the model's InputSpec$"
+    for value in (10.0015, -10.0015):
+        x = base.clone()
+        x[0, 0, 0, 0, 0] = value
+        low, high = box_bounds(_run(None), x, opts)  # within 0.002: accepted
+        assert float(low.min()) == -10.0 and float(high.max()) == 10.0
+        x[0, 0, 0, 0, 0] = 1.0003 * value  # 0.003 beyond
+        with pytest.raises(InvalidInputError, match=outside):
+            box_bounds(_run(None), x, opts)
+    x = base.clone()
+    x[0, 1, 0, 0, 0] = 1e-4  # a zero span counts as 1: tolerance 1e-4
+    assert box_bounds(_run(None), x, {"low": 0.0, "high": 0.0})[0].shape == (1, 3, 1, 1, 1)
+    x[0, 1, 0, 0, 0] = 1.5e-4
+    with pytest.raises(InvalidInputError, match="outside the deep_taylor bounds"):
+        box_bounds(_run(None), x, {"low": 0.0, "high": 0.0})
+    with pytest.raises(InvalidInputError, match=r"^deep_taylor bounds must satisfy low <= high$"):
+        box_bounds(_run(None), base, {"low": 1.0, "high": -1.0})
 
 
 def test_bounds_per_clip_from_each_clips_range() -> None:
