@@ -326,3 +326,37 @@ def test_refusals_word_for_word() -> None:
                        r"lrp_epsilon_plus_flat or lrp_alpha2_beta1$"):
         refuse_unsupported(WithNorm(), "deep_taylor")
     refuse_unsupported(WithNorm(), "lrp_epsilon_plus_flat")  # allowed
+
+
+def test_lrp_refusals_through_explain_name_the_method() -> None:
+    class WithMHA(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv3d(3, 4, 1)
+            self.mha = nn.MultiheadAttention(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).mean(dim=(2, 3, 4))
+
+    class NoLayers(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(1, 3, 4))
+
+    x = torch.rand(1, 3, 4, 4, 4)
+    with pytest.raises(InvalidInputError, match=r"^lrp_epsilon_plus_flat is not supported for WithMHA: "):
+        explain(WithMHA(), x, "lrp_epsilon_plus_flat")
+    with pytest.raises(InvalidInputError, match=r"^LRP needs a model with at least one convolution or linear layer "
+                       r"\(nn.Module\)$"):
+        explain(NoLayers(), x, "lrp_alpha2_beta1")
+
+
+def test_only_deep_taylor_checks_the_clip_against_bounds() -> None:
+    """A clip outside the spec's pixel range is refused by deep_taylor (z^B needs the bounds)
+    and explained by the other LRP methods, which have none."""
+    net = nn.Sequential(nn.Conv3d(3, 2, 1), nn.Flatten(), nn.Linear(2 * 4 * 2 * 2, 2))
+    spec = InputSpec(frames=4, size=(2, 2), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # range [-1, 1]
+    x = 3 * torch.ones(1, 3, 4, 2, 2)
+    with pytest.raises(InvalidInputError, match="outside the deep_taylor bounds"):
+        explain(net, x, "deep_taylor", spec=spec)
+    for method in ("lrp_epsilon_plus_flat", "lrp_alpha2_beta1"):
+        assert torch.isfinite(explain(net, x, method, spec=spec).relevance).all()
