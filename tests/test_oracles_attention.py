@@ -171,7 +171,8 @@ def test_softmax_weights_are_constants_so_all_relevance_goes_to_the_values() -> 
 
 def test_activations_pass_relevance_unchanged() -> None:
     x, r = rand(2, 6, seed=27), rand(2, 6, seed=28)
-    for fn in (F.gelu, F.silu, F.relu, torch.relu, lambda v: v.relu(), F.hardswish):
+    for fn in (F.gelu, lambda v: F.gelu(v, approximate="tanh"), F.silu, F.relu, torch.relu, lambda v: v.relu(),
+               F.hardswish):
         y, (rx,) = under_rules(fn, [x], r)
         assert torch.allclose(y, fn(x)) and torch.equal(rx, r)
 
@@ -239,11 +240,14 @@ def test_layer_norm_is_the_epsilon_rule_with_its_scale_held(ignore_bias: bool) -
 
 def test_average_pooling_is_the_epsilon_rule() -> None:
     x, r = rand(2, 1, 6, seed=43), rand(2, 1, 3, seed=44)
-    for fn in (lambda v: F.avg_pool1d(v, 2), lambda v: F.adaptive_avg_pool1d(v, 3)):
+    for fn in (lambda v: F.avg_pool1d(v, 2), lambda v: F.adaptive_avg_pool1d(v, 3),
+               lambda v: F.avg_pool1d(v, kernel_size=2)):
         y, (rx,) = under_rules(fn, [x], r)
         assert torch.allclose(y, F.avg_pool1d(x, 2))
         matrix = dense(lambda e: F.avg_pool1d(e.view(1, 1, 6), 2), 6)
         assert torch.allclose(rx[:, 0], epsilon_rule(x[:, 0], matrix, r[:, 0], 0.0), rtol=1e-10)
+    y, _ = under_rules(lambda v: F.avg_pool1d(v, kernel_size=2, stride=1), [x], rand(2, 1, 5, seed=48))
+    assert torch.allclose(y, F.avg_pool1d(x, 2, stride=1))
 
 
 def test_fused_attention_is_refused() -> None:
