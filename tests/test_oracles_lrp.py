@@ -108,6 +108,12 @@ def zbox(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, r: torch.Tensor, low
     return x * (w.T @ s) - low * (pos(w).T @ s) - high * (neg(w).T @ s)
 
 
+def box(bounds: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel bounds ``(low, high)`` spread over every input entry of a clip."""
+    low, high = (bound.double().reshape(3, 1, 1, 1).expand(SHAPE).flatten() for bound in bounds)
+    return low, high
+
+
 RULES = {
     "epsilon": epsilon,
     "zplus": lambda x, w, b, r: alpha_beta(x, w, b, r, 1.0, 0.0),
@@ -136,8 +142,7 @@ def lrp_by_hand(net: ThreeLayers, x: torch.Tensor, c: int, first: str, hidden: s
     r = RULES[hidden](a1, w2, b2, r)  # the ReLUs pass relevance on unchanged
     if first == "zbox":
         assert bounds is not None
-        low, high = (bound.double().reshape(3, 1, 1, 1).expand(SHAPE).flatten() for bound in bounds)
-        r = zbox(x0, w1, b1, r, low, high)
+        r = zbox(x0, w1, b1, r, *box(bounds))
     else:
         r = RULES[first](x0, w1, b1, r)
     return r.reshape(SHAPE)
@@ -330,12 +335,11 @@ def four_by_hand(net: FourLayers, x: torch.Tensor, c: int, rules: tuple, ignore_
     for k in (3, 2, 1, 0):
         w, b = layers[k]
         b = torch.zeros_like(b) if ignore_bias else b
-        rule = RULES.get(rules[k], rules[k]) if isinstance(rules[k], str) else rules[k]
+        rule = rules[k]
         if rule == "zbox":
-            low, high = (bound.double().reshape(3, 1, 1, 1).expand(SHAPE).flatten() for bound in bounds)
-            r = zbox(acts[0], w, b, r, low, high)
+            r = zbox(acts[0], w, b, r, *box(bounds))
         else:
-            r = rule(acts[k], w, b, r)
+            r = (RULES[rule] if isinstance(rule, str) else rule)(acts[k], w, b, r)
     return r.reshape(SHAPE)
 
 
