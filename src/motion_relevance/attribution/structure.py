@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch import nn
-from zennit.types import BatchNorm
+from zennit.types import BatchNorm, ConvolutionTranspose
 from zennit.types import Linear as LinearLayer
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,9 @@ class ModelStructure:
     padding; None when the first layer sees the clip itself."""
 
 
-_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ModelStructure]] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ModelStructure]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def model_structure(model: nn.Module, x: torch.Tensor) -> ModelStructure:
@@ -119,24 +121,23 @@ def _discover(model: nn.Module, x: torch.Tensor) -> ModelStructure:
         else:
             unmerged.append(bn_name)
     if unmerged:
-        log.info("batch norms not directly after a convolution/linear layer (kept as is): %s", unmerged)
+        log.info(
+            "batch norms not directly after a convolution/linear layer (kept as is): %s", unmerged
+        )
 
     mask = _first_input_mask(model, modules[first], x) if first is not None else None
     return ModelStructure(linear, first, last, cam, tuple(merges), tuple(unmerged), mask)
 
 
 def _channels_match(linear: nn.Module, batch_norm: nn.Module) -> bool:
-    weight = getattr(linear, "weight", None)
-    features = getattr(batch_norm, "num_features", None)
-    if weight is None or features is None:
-        return False
-    out_dim = 1 if isinstance(linear, nn.modules.conv._ConvTransposeNd) else 0
-    # Zennit merges affine batch norms that track running statistics.
+    """Whether Zennit can fold ``batch_norm`` into ``linear``: one batch-norm channel per output
+    channel of the layer, an affine batch norm that tracks running statistics."""
+    out_dim = 1 if isinstance(linear, ConvolutionTranspose) else 0  # as Zennit's merge indexes it
     return (
-        bool(weight.shape[out_dim] == features)
-        and getattr(batch_norm, "running_mean", None) is not None
-        and getattr(batch_norm, "weight", None) is not None
-        and getattr(batch_norm, "bias", None) is not None
+        linear.weight.shape[out_dim] == batch_norm.num_features
+        and batch_norm.running_mean is not None
+        and batch_norm.weight is not None
+        and batch_norm.bias is not None
     )
 
 
@@ -158,7 +159,9 @@ def _first_input_mask(model: nn.Module, first: nn.Module, x: torch.Tensor) -> to
         with torch.no_grad(), fwAD.dual_level(), warnings.catch_warnings():
             # torch's forward-AD decompositions warn (once, on import) that torch.jit.script
             # is deprecated: torch's own business, not the user's.
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+            warnings.filterwarnings(
+                "ignore", message=".*torch.jit.script.*", category=FutureWarning
+            )
             model(fwAD.make_dual(x, torch.ones_like(x)))
     except _Stop:
         pass
