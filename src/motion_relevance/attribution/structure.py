@@ -49,9 +49,7 @@ class ModelStructure:
     padding; None when the first layer sees the clip itself."""
 
 
-_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ModelStructure]] = (
-    weakref.WeakKeyDictionary()
-)
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, ModelStructure]] = weakref.WeakKeyDictionary()
 
 
 def model_structure(model: nn.Module, x: torch.Tensor) -> ModelStructure:
@@ -121,9 +119,7 @@ def _discover(model: nn.Module, x: torch.Tensor) -> ModelStructure:
         else:
             unmerged.append(bn_name)
     if unmerged:
-        log.info(
-            "batch norms not directly after a convolution/linear layer (kept as is): %s", unmerged
-        )
+        log.info("batch norms not directly after a convolution/linear layer (kept as is): %s", unmerged)
 
     mask = _first_input_mask(model, modules[first], x) if first is not None else None
     return ModelStructure(linear, first, last, cam, tuple(merges), tuple(unmerged), mask)
