@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -162,3 +163,135 @@ def test_unknown_options_are_refused_with_the_methods_options() -> None:
     with pytest.raises(InvalidInputError, match=r"^method 'integrated_gradients' has no option 'a'; its options are "
                        r"baseline, n_steps$"):
         explain(net, x, "integrated_gradients", b=1, a=2)
+
+
+# --------------------------------------------------------------------------------------------
+# second pass: the survivors of the run's last 513 mutants
+# --------------------------------------------------------------------------------------------
+
+
+def _clips(n: int = 2, t: int = 4) -> torch.Tensor:
+    return torch.randn(n, 3, t, 2, 2, generator=torch.Generator().manual_seed(3))
+
+
+def test_the_options_record_says_what_ran() -> None:
+    net, x = _Temporal(), _clips()
+    assert explain(net, x, "saliency").options == {"batch_size": None, "seed": 0, "ties": "first", "context_frames": 0}
+    e = explain(net, x, "saliency", seed=np.int64(3), ties="shared", batch_size=1, tf32=True)
+    assert e.options == {
+        "batch_size": 1, "seed": 3, "ties": "shared", "context_frames": 0, "precision": "float32", "tf32": True
+    }
+    assert type(e.options["seed"]) is int  # JSON-friendly, whatever integer type was given
+    e = explain(net, x, "saliency", precision="bf16", context_frames=1)
+    assert e.options == {
+        "batch_size": None, "seed": 0, "ties": "first", "context_frames": 1, "precision": "bfloat16", "tf32": False
+    }
+
+
+class _Recorder(nn.Module):
+    """Records, on every forward, the batch size and PyTorch's float32 matmul precision setting."""
+
+    def __init__(self, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv = nn.Conv3d(3, 2, (3, 1, 1)).to(dtype)
+        self.seen: list[tuple[int, str, torch.dtype]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((x.shape[0], torch.backends.cuda.matmul.fp32_precision, x.dtype))
+        return torch.tanh(self.conv(x)).mean(dim=(2, 3, 4))
+
+
+def test_tf32_true_leaves_pytorchs_setting_and_false_sets_ieee_while_the_method_runs() -> None:
+    matmul = torch.backends.cuda.matmul
+    saved = matmul.fp32_precision
+    try:
+        matmul.fp32_precision = "tf32"
+        for tf32, inside in ((True, "tf32"), (False, "ieee")):
+            net = _Recorder()
+            explain(net, _clips(), "saliency", tf32=tf32)
+            assert {s[1] for s in net.seen} == {inside}
+            assert matmul.fp32_precision == "tf32"  # restored
+    finally:
+        matmul.fp32_precision = saved
+
+
+def test_bfloat16_runs_the_model_under_autocast_and_returns_float32() -> None:
+    net, x = _Temporal(), _clips()
+    e = explain(net, x, "saliency", precision="bfloat16")
+    assert e.relevance.dtype == torch.float32 and e.logits.dtype == torch.float32
+    reference = explain(net, x, "saliency").relevance
+    error = (e.relevance - reference).norm() / reference.norm()
+    assert 0 < error < 0.05  # rounded to bfloat16 on the way, but the same map
+
+
+def test_multi_pass_methods_run_one_pass_per_forward_by_default_and_batch_size_when_given() -> None:
+    x = _clips(1)
+    net = _Recorder()
+    explain(net, x, "integrated_gradients", n_steps=4)
+    assert sorted({s[0] for s in net.seen}) == [1]
+    net = _Recorder()
+    explain(net, x, "integrated_gradients", n_steps=4, batch_size=4)
+    assert 4 in {s[0] for s in net.seen}
+
+
+def test_smoothgrad_seeds_each_clip_with_seed_plus_its_index() -> None:
+    net, x = _Temporal(), _clips(3)
+    together = explain(net, x, "smoothgrad", seed=10, samples=3).relevance
+    for i in range(3):
+        alone = explain(net, x[i : i + 1], "smoothgrad", seed=10 + i, samples=3).relevance
+        torch.testing.assert_close(together[i : i + 1], alone, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(together[0], explain(net, x[:1], "smoothgrad", seed=11, samples=3).relevance[0])
+
+
+def test_a_float64_model_gives_float32_relevance_and_logits() -> None:
+    net = _Recorder(torch.float64)
+    e = explain(net, _clips(), "saliency")
+    assert net.seen[0][2] == torch.float64  # the clips were run in the model's dtype
+    assert e.relevance.dtype == torch.float32 and e.logits.dtype == torch.float32 and e.target.dtype == torch.int64
+
+
+def test_numpy_clips_give_the_same_explanation_on_the_cpu() -> None:
+    net, x = _Temporal(), _clips()
+    got = explain(net, x.numpy(), "saliency")
+    want = explain(net, x, "saliency")
+    assert got.relevance.device.type == "cpu"
+    torch.testing.assert_close(got.relevance, want.relevance)
+    assert torch.equal(got.target, want.target)
+
+
+def test_more_refusals_word_for_word() -> None:
+    net, x = _Temporal(), _clips()
+    with pytest.raises(InvalidInputError, match=r"^clips must be a float tensor \(N, C, T, H, W\), got list$"):
+        explain(net, [1.0], "saliency")
+    with pytest.raises(InvalidInputError, match=r"^model must be a torch.nn.Module, got function$"):
+        explain(lambda t: t, x, "saliency")
+    with pytest.raises(InvalidInputError, match=r"^tf32 must be True or False, got 1$"):
+        explain(net, x, "saliency", tf32=1)
+    for bad in (2.5, "2", 0, True):
+        with pytest.raises(InvalidInputError, match=rf"^batch_size must be a positive integer or None, got {bad!r}$"):
+            explain(net, x, "saliency", batch_size=bad)
+    with pytest.raises(InvalidInputError, match=r"^a target tensor must hold integer class indices, got torch.bool$"):
+        explain(net, x, "saliency", target=torch.tensor([True, False]))
+    for bad, shape in ((torch.tensor([0, 1, 0]), r"\(3,\)"), (torch.zeros(2, 1, dtype=torch.int64), r"\(2, 1\)")):
+        with pytest.raises(InvalidInputError, match=rf"^a target tensor must have one entry per clip \(2\), got shape "
+                           rf"{shape}$"):
+            explain(net, x, "saliency", target=bad)
+    with pytest.raises(InvalidInputError, match=r"^target must be None, an int, a label name or one per clip, got "
+                       r"float$"):
+        explain(net, x, "saliency", target=1.5)
+
+
+def test_after_context_shorter_than_k_repeats_its_last_frame() -> None:
+    net, x = _Temporal(), _clips(1)
+    after = torch.randn(1, 3, 3, 2, 2, generator=torch.Generator().manual_seed(9))
+    extended = torch.cat([x[:, :, :1]] * 4 + [x, after, after[:, :, -1:]], dim=2)
+    got = explain(net, x, "saliency", context_frames=4, context=(None, after)).relevance
+    torch.testing.assert_close(got, _saliency_by_hand(net, extended, 4, 4), rtol=1e-5, atol=1e-7)
+
+
+def test_a_numpy_target_is_one_class_per_clip() -> None:
+    net, x = _Temporal(), _clips()
+    got = explain(net, x, "saliency", target=np.array([1, 0]))
+    assert got.target.tolist() == [1, 0]
+    torch.testing.assert_close(got.relevance, explain(net, x, "saliency", target=[1, 0]).relevance)

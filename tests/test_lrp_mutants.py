@@ -97,6 +97,18 @@ def test_clips_outside_the_bounds_are_refused_within_a_tolerance_of_the_span() -
         box_bounds(_run(None), base, {"low": 1.0, "high": -1.0})
 
 
+def test_clip_values_exactly_at_the_tolerance_are_accepted() -> None:
+    """The bounds' tolerance is inclusive: float64 values exactly 1e-4 of the span outside pass."""
+    x = torch.zeros(1, 3, 2, 2, 2, dtype=torch.float64)
+    x[0, 0, 0, 0, 0] = 0.0 - 1e-4
+    x[0, 1, 0, 0, 0] = 1.0 + 1e-4
+    low, high = box_bounds(_run(None), x, {"low": 0.0, "high": 1.0})
+    assert float(low.min()) == 0.0 and float(high.max()) == 1.0
+    x[0, 0, 0, 0, 0] = torch.nextafter(torch.tensor(-1e-4, dtype=torch.float64), torch.tensor(-1.0, dtype=torch.float64))
+    with pytest.raises(InvalidInputError, match="outside the deep_taylor bounds"):
+        box_bounds(_run(None), x, {"low": 0.0, "high": 1.0})
+
+
 def test_bounds_per_clip_from_each_clips_range() -> None:
     x = torch.stack([torch.linspace(-1, 2, 3 * 5 * 4 * 4).view(3, 5, 4, 4), torch.zeros(3, 5, 4, 4)])
     low, high = box_bounds(_run(None), x, {})

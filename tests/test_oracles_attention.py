@@ -106,6 +106,36 @@ def test_a_constant_added_is_a_bias(ignore_bias: bool) -> None:
         assert torch.allclose(rx, expected, rtol=1e-10)
 
 
+def test_a_python_number_added_keeps_the_variables_precision() -> None:
+    """``0.1`` is not a float32 number: the constant must enter in the variable's dtype."""
+    x, r = rand(2, 5, seed=6), rand(2, 5, seed=7)
+    for fn, value in ((lambda v: v + 0.1, x + 0.1), (lambda v: 0.1 + v, 0.1 + x), (lambda v: v - 0.1, x - 0.1)):
+        y, (rx,) = under_rules(fn, [x], r)
+        assert torch.equal(y, value)
+        assert torch.allclose(rx, x * r / value, rtol=1e-12)
+
+
+def test_sums_by_keyword_and_explicit_in_place_sums_follow_the_rule() -> None:
+    """``torch.add(u, other=v)`` reaches the rules with one positional argument; ``h.add_(v)``
+    must write into ``h`` (an alias sees it) and split like ``u + v``."""
+    a, b, r = rand(2, 5, seed=3), rand(2, 5, seed=4), rand(2, 5, seed=5)
+    share = r / (a + b)
+    y, (ra, rb) = under_rules(lambda u, v: torch.add(u, other=v), [a, b], r)
+    assert torch.allclose(y, a + b)
+    assert torch.allclose(ra, a * share, rtol=1e-10) and torch.allclose(rb, b * share, rtol=1e-10)
+
+    def in_place(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        h = u * 1.0
+        alias = h
+        h.add_(v)
+        assert alias is h
+        return alias
+
+    y, (ra, rb) = under_rules(in_place, [a, b], r)
+    assert torch.allclose(y, a + b)
+    assert torch.allclose(ra, a * share, rtol=1e-10) and torch.allclose(rb, b * share, rtol=1e-10)
+
+
 # --- products, ratios, matrix products -------------------------------------------------------
 
 
@@ -207,6 +237,14 @@ def test_weights_outside_the_rules_keep_their_gradient() -> None:
     lin.requires_grad_(True)
     _, (rx,) = under_rules(lambda v: F.linear(v, lin.weight), [x], r, model=lin)
     assert torch.allclose(rx, gradient)
+
+
+def test_a_weight_outside_the_rules_keeps_a_bias_given_by_keyword() -> None:
+    lin = nn.Linear(5, 3).to(DT).requires_grad_(False)
+    x, r = rand(2, 5, seed=35), rand(2, 3, seed=36)
+    y, (rx,) = under_rules(lambda v: F.linear(v, lin.weight * 1.0, bias=lin.bias), [x], r, model=lin)
+    assert torch.allclose(y, x @ lin.weight.T + lin.bias, rtol=1e-12)
+    assert torch.allclose(rx, r @ lin.weight, rtol=1e-12)
 
 
 def test_convolutions_of_the_model_use_the_epsilon_rule() -> None:
