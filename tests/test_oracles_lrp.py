@@ -396,3 +396,14 @@ def test_ignore_bias_leaves_every_bias_out_of_the_rules() -> None:
             expected = four_by_hand(net, x[i], c, rules, ignore_bias=True)
             close(expl.relevance[i], expected)
             assert far(expected, four_by_hand(net, x[i], c, rules), share=1e-3)
+    # deep Taylor: the z^B first layer and every z+ layer leave their biases out too (a net and
+    # clips where no unit lacks a positive contribution, so z+ conserves and the check passes)
+    net = FourLayers(7).eval()
+    x, targets = four_clips(net, 2, seed=12)
+    bounds = (torch.full((3,), -1.0), torch.full((3,), 1.0))
+    rules = ("zbox", "zplus", "zplus", "zplus")
+    expl = mr.explain(net, x, "deep_taylor", target=targets, low=-1.0, high=1.0, ignore_bias=True)
+    for i, c in enumerate(targets):
+        expected = four_by_hand(net, x[i], c, rules, ignore_bias=True, bounds=bounds)
+        close(expl.relevance[i], expected)
+        assert far(expected, four_by_hand(net, x[i], c, rules, bounds=bounds), share=1e-3)
