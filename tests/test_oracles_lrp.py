@@ -407,3 +407,19 @@ def test_ignore_bias_leaves_every_bias_out_of_the_rules() -> None:
         expected = four_by_hand(net, x[i], c, rules, ignore_bias=True, bounds=bounds)
         close(expl.relevance[i], expected)
         assert far(expected, four_by_hand(net, x[i], c, rules, bounds=bounds), share=1e-3)
+
+
+@pytest.mark.parametrize("method", ["lrp_epsilon_plus_flat", "lrp_alpha2_beta1", "deep_taylor"])
+def test_relevance_scales_with_the_clip_of_a_bias_free_network(method: str) -> None:
+    """A bias-free ReLU network is homogeneous (f(s x) = s f(x)) and every rule here is, with its
+    stabiliser relative to the layer's outputs: relevance of ``1e-8 x`` is ``1e-8`` times that of
+    ``x``. An absolute stabiliser (Zennit's default 1e-6) would swallow most of it."""
+    net = FourLayers(7).eval()
+    with torch.no_grad():
+        for m in (net.conv1, net.conv2, net.dense, net.out):
+            m.bias.zero_()
+    x, targets = four_clips(net, 2, seed=12)
+    x = x.double()
+    full = mr.explain(net, x, method, target=targets).relevance
+    tiny = mr.explain(net, x * 1e-8, method, target=targets).relevance
+    close(tiny * 1e8, full, rtol=1e-5)
