@@ -423,3 +423,40 @@ def test_relevance_scales_with_the_clip_of_a_bias_free_network(method: str) -> N
     full = mr.explain(net, x, method, target=targets).relevance
     tiny = mr.explain(net, x * 1e-8, method, target=targets).relevance
     close(tiny * 1e8, full, rtol=1e-5)
+
+
+class ConvClassifier(ThreeLayers):
+    """ThreeLayers whose classifier is a 1x1x1 convolution (as I3D's logits layer)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        conv = nn.Conv3d(3, 2, 1).double()
+        with torch.no_grad():
+            conv.weight.copy_(self.fc.weight.view(2, 3, 1, 1, 1))
+            conv.bias.copy_(self.fc.bias)
+        del self.fc
+        self.head = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.relu2(self.conv2(self.relu1(self.conv1(x))))).flatten(1)
+
+
+@pytest.mark.parametrize("method", sorted(TABLE))
+def test_a_convolutional_classifier_gets_the_classifier_rule(method: str) -> None:
+    """The last layer is found by the data flow, not by its type: a convolution as classifier
+    gets epsilon, not the convolutions' rule."""
+    net = ConvClassifier(seed=0).eval()
+    as_linear = ThreeLayers(seed=0).eval()  # the same weights, the classifier as nn.Linear
+    x = clips(3, seed=5, net=as_linear)
+    targets = [live_target(as_linear, x[i]) for i in range(3)]
+    expl = mr.explain(net, x, method, target=targets)
+    first, hidden, _ = TABLE[method]
+    told_apart = 0
+    for i, c in enumerate(targets):
+        expected = lrp_by_hand(as_linear, x[i], c, *TABLE[method])
+        close(expl.relevance[i], expected)
+        wrong = lrp_by_hand(as_linear, x[i], c, first, hidden, hidden)  # the convolutions' rule
+        if far(wrong, expected, share=1e-3):
+            told_apart += 1
+            assert far(expl.relevance[i], wrong, share=1e-3)
+    assert told_apart > 0  # these clips can tell the two classifier rules apart
