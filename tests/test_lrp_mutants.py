@@ -372,3 +372,15 @@ def test_only_deep_taylor_checks_the_clip_against_bounds() -> None:
         explain(net, x, "deep_taylor", spec=spec)
     for method in ("lrp_epsilon_plus_flat", "lrp_alpha2_beta1"):
         assert torch.isfinite(explain(net, x, method, spec=spec).relevance).all()
+
+
+def test_the_conservation_check_accepts_a_gap_exactly_at_its_tolerance() -> None:
+    """The check refuses a gap *larger* than RTOL |logit| + ATOL; a logit of 0 and a relevance
+    sum of exactly ATOL is on the boundary and passes, the next float64 up fails."""
+    from motion_relevance.attribution.lrp import ATOL, RelevanceCheckError, check_relevance
+
+    logits, target = torch.zeros(1, 2, dtype=torch.float64), torch.tensor([0])
+    check_relevance(torch.tensor([[ATOL]], dtype=torch.float64), logits, target, nn.Identity(), "m", {"ignore_bias": True})
+    above = torch.nextafter(torch.tensor(ATOL, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    with pytest.raises(RelevanceCheckError, match="does not conserve relevance"):
+        check_relevance(above.view(1, 1), logits, target, nn.Identity(), "m", {"ignore_bias": True})
