@@ -460,3 +460,57 @@ def test_a_convolutional_classifier_gets_the_classifier_rule(method: str) -> Non
             told_apart += 1
             assert far(expl.relevance[i], wrong, share=1e-3)
     assert told_apart > 0  # these clips can tell the two classifier rules apart
+
+
+class PaddedFirst(nn.Module):
+    """Pads H and W by one before its first layer (as TensorFlow-"SAME" models do):
+    pad -> conv(3->4, 2x2x2) -> ReLU -> flatten -> linear(->2)."""
+
+    PADDED = (3, 2, 5, 5)
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv1 = nn.Conv3d(3, 4, 2)
+        self.fc = nn.Linear(4 * 1 * 4 * 4, 2)
+        self.double()
+        with torch.no_grad():
+            self.conv1.weight.mul_(3.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv1(F.pad(x, (1, 1, 1, 1)))).flatten(1))
+
+
+def padded_by_hand(net: PaddedFirst, x: torch.Tensor, c: int, method: str) -> torch.Tensor:
+    """The first layer's rule on the padded input, where only the clip's entries may receive
+    relevance (flat: spread over the clip entries each output sees; z^B: bounds 0 on padding)."""
+    clip = F.pad(torch.ones(SHAPE, dtype=torch.float64), (1, 1, 1, 1)).flatten() > 0
+    x0 = F.pad(x.double(), (1, 1, 1, 1)).flatten()
+    w1, b1 = dense(net.conv1, PaddedFirst.PADDED)
+    w2, b2 = dense(net.fc, (64,))
+    a1 = pos(w1 @ x0 + b1)
+    y = w2 @ a1 + b2
+    r = torch.zeros_like(y)
+    r[c] = y[c]
+    if method == "lrp_epsilon_plus_flat":
+        r = epsilon(a1, w2, b2, r)
+        field = ((w1 != 0) & clip[None]).to(w1)
+        r = field.T @ (r / stab(field.sum(1)))
+    else:  # deep_taylor with each channel's range in the clip as bounds
+        r = RULES["zplus"](a1, w2, b2, r)
+        per_channel = torch.ones(PaddedFirst.PADDED, dtype=torch.float64)
+        low = (per_channel * x.double().amin(dim=(1, 2, 3)).view(3, 1, 1, 1)).flatten()
+        high = (per_channel * x.double().amax(dim=(1, 2, 3)).view(3, 1, 1, 1)).flatten()
+        r = zbox(x0, w1, b1, r, low * clip, high * clip)
+    return r[clip].reshape(SHAPE)
+
+
+@pytest.mark.parametrize("method", ["lrp_epsilon_plus_flat", "deep_taylor"])
+def test_first_layer_rules_on_a_padded_input_by_hand(method: str) -> None:
+    net = PaddedFirst().eval()
+    x = clips(2, seed=7)
+    with torch.no_grad():
+        targets = [int(v) for v in net(x.double()).argmax(1)]
+    expl = mr.explain(net, x, method, target=targets)
+    for i, c in enumerate(targets):
+        close(expl.relevance[i], padded_by_hand(net, x[i], c, method))
