@@ -384,3 +384,85 @@ def test_the_conservation_check_accepts_a_gap_exactly_at_its_tolerance() -> None
     above = torch.nextafter(torch.tensor(ATOL, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
     with pytest.raises(RelevanceCheckError, match="does not conserve relevance"):
         check_relevance(above.view(1, 1), logits, target, nn.Identity(), "m", {"ignore_bias": True})
+
+
+class _Twice(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * x
+
+
+class _Cat(nn.Module):
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(parts, dim=1)
+
+
+class _OddCalls(nn.Module):
+    """A module called by keyword only and one given a list: their inputs cannot be tapped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.conv = nn.Conv3d(3, 2, 3, padding=1, bias=False)
+        self.twice = _Twice()
+        self.cat = _Cat()
+        self.fc = nn.Linear(4, 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        h = self.cat([self.twice(x=h), h])
+        return self.fc(h.mean(dim=(2, 3, 4)))
+
+
+def test_layer_budget_rows_of_modules_called_by_keyword_or_with_a_list() -> None:
+    """Their inputs cannot be tapped, so they get no rows; the others still do, and the taps
+    leave the relevance as it is without them."""
+    net = _OddCalls().eval()
+    x = torch.randn(1, 3, 2, 4, 4, generator=torch.Generator().manual_seed(3))
+    expl = explain(net, x, "lrp_epsilon_plus_flat", target=0, layer_budget=True)
+    assert [r["layer"] for r in expl.options["layer_sums"]] == ["conv", "fc"]
+    plain = explain(net, x, "lrp_epsilon_plus_flat", target=0)
+    torch.testing.assert_close(expl.relevance, plain.relevance)
+
+
+class _TinyAttention(nn.Module):
+    """Patch embedding (the first layer), layer norm, one attention block, residual, head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(8)
+        self.embed = nn.Conv3d(3, 4, (1, 2, 2), stride=(1, 2, 2))
+        self.norm = nn.LayerNorm(4)
+        self.qkv = nn.Linear(4, 12)
+        self.proj = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        q, k, v = self.qkv(self.norm(t)).chunk(3, dim=-1)
+        t = t + self.proj((q @ k.transpose(1, 2) / 2.0).softmax(dim=-1) @ v)
+        return self.head(t.mean(dim=1))
+
+
+def test_transformers_get_the_first_layers_zennit_rule_and_attention_rules_for_the_rest() -> None:
+    """The wiring of the transformer path, rebuilt here from its parts: a Zennit composite with
+    a rule for the first layer only, and ``AttentionRules`` (epsilon and ignore_bias from the
+    options) for every other operation, leaving the first layer to its rule."""
+    from zennit.attribution import Gradient
+    from zennit.composites import NameMapComposite
+    from zennit.rules import Flat
+
+    from motion_relevance.attribution.lrp import STABILIZER, AttentionRules
+
+    net = _TinyAttention().eval()
+    x = torch.randn(2, 3, 2, 4, 4, generator=torch.Generator().manual_seed(4))
+    onehot = torch.eye(2)[[0, 1]]
+    for eps, ignore_bias in ((1e-6, False), (0.3, False), (1e-6, True)):
+        got = explain(net, x, "lrp_epsilon_plus_flat", target=[0, 1], epsilon=eps, ignore_bias=ignore_bias)
+        net.requires_grad_(False)
+        leaf = x.clone().requires_grad_()
+        composite = NameMapComposite([(("embed",), Flat(stabilizer=RelativeStabilizer(STABILIZER)))])
+        with Gradient(model=net, composite=composite) as attributor, \
+                AttentionRules(net, RelativeStabilizer(eps), ignore_bias, net.embed):
+            _, expected = attributor(leaf, lambda out: out.detach() * onehot)
+        net.requires_grad_(True)
+        torch.testing.assert_close(got.relevance, expected, rtol=1e-5, atol=1e-7)
