@@ -5,6 +5,7 @@ cache, and what it logs."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -79,6 +80,12 @@ class _Shared(nn.Module):
 def test_a_layer_or_batch_norm_called_twice_is_not_merged(share: str) -> None:
     s = model_structure(_Shared(share).eval(), clip())
     assert s.batch_norm_merges == () and s.unmerged_batch_norms == ("bn",)
+
+
+def test_a_batch_norm_after_an_activation_is_not_merged() -> None:
+    model = nn.Sequential(nn.Conv3d(3, 2, 1), nn.ReLU(), nn.BatchNorm3d(2)).eval()
+    s = model_structure(model, clip())
+    assert s.batch_norm_merges == () and s.unmerged_batch_norms == ("2",)
 
 
 class _ReusedAddress(nn.Module):
@@ -355,7 +362,8 @@ def test_torchs_deprecation_warning_from_the_first_forward_ad_trace_is_not_shown
         "        return self.conv(F.pad(x, (1, 1)))\n"
         "assert model_structure(P().eval(), torch.randn(1, 3, 4, 6, 6)).first_input_mask is not None\n"
     )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # the same motion_relevance as here
     done = subprocess.run(
-        [sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True
+        [sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True, env=env
     )
     assert done.returncode == 0, done.stderr[-2000:]

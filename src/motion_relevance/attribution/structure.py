@@ -155,9 +155,7 @@ def _first_input_mask(model: nn.Module, first: nn.Module, x: torch.Tensor) -> to
         with torch.no_grad(), fwAD.dual_level(), warnings.catch_warnings():
             # torch's forward-AD decompositions warn (once, on import) that torch.jit.script
             # is deprecated: torch's own business, not the user's.
-            warnings.filterwarnings(
-                "ignore", message=".*torch.jit.script.*", category=FutureWarning
-            )
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
             model(fwAD.make_dual(x, torch.ones_like(x)))
     except _Stop:
         pass
