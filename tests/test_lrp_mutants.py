@@ -20,6 +20,7 @@ from zennit.composites import Composite
 
 from motion_relevance.attribution import explain
 from motion_relevance.attribution.canonizers import (
+    ExactMergeBatchNorm,
     I3DHeadCanonizer,
     S3DHeadCanonizer,
     video_canonizers,
@@ -425,21 +426,26 @@ def test_layer_budget_rows_of_modules_called_by_keyword_or_with_a_list() -> None
 
 
 class _TinyAttention(nn.Module):
-    """Patch embedding (the first layer), a 1x1x1 convolution, layer norm, one attention block,
-    residual, head."""
+    """Patch embedding (the first layer), a 1x1x1 convolution with a batch norm, layer norm, one
+    attention block, residual, head."""
 
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(8)
         self.embed = nn.Conv3d(3, 4, (1, 2, 2), stride=(1, 2, 2))
         self.mix = nn.Conv3d(4, 4, 1)
+        self.bn = nn.BatchNorm3d(4)
         self.norm = nn.LayerNorm(4)
         self.qkv = nn.Linear(4, 12)
         self.proj = nn.Linear(4, 4)
         self.head = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-1, 1)
+            self.bn.running_var.uniform_(0.2, 3)
+            self.bn.weight.uniform_(0.5, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.mix(self.embed(x)).flatten(2).transpose(1, 2)
+        t = self.bn(self.mix(self.embed(x))).flatten(2).transpose(1, 2)
         q, k, v = self.qkv(self.norm(t)).chunk(3, dim=-1)
         t = t + self.proj((q @ k.transpose(1, 2) / 2.0).softmax(dim=-1) @ v)
         return self.head(t.mean(dim=1))
@@ -448,8 +454,8 @@ class _TinyAttention(nn.Module):
 def test_transformers_get_the_first_layers_zennit_rule_and_attention_rules_for_the_rest() -> None:
     """The wiring of the transformer path, rebuilt here from its parts: a Zennit composite with
     a rule for the first layer only, and ``AttentionRules`` (epsilon and ignore_bias from the
-    options) for every other operation, leaving the first layer to its rule. (A composite with
-    the convolutions' z+ rule would claim ``mix``.)"""
+    options) for every other operation, leaving the first layer to its rule, with the batch norm
+    merged into ``mix``. (A composite with the convolutions' z+ rule would claim ``mix``.)"""
     from zennit.attribution import Gradient
     from zennit.composites import NameMapComposite
     from zennit.rules import Flat
@@ -463,7 +469,8 @@ def test_transformers_get_the_first_layers_zennit_rule_and_attention_rules_for_t
         got = explain(net, x, "lrp_epsilon_plus_flat", target=[0, 1], epsilon=eps, ignore_bias=ignore_bias)
         net.requires_grad_(False)
         leaf = x.clone().requires_grad_()
-        composite = NameMapComposite([(("embed",), Flat(stabilizer=RelativeStabilizer(STABILIZER)))])
+        composite = NameMapComposite([(("embed",), Flat(stabilizer=RelativeStabilizer(STABILIZER)))],
+                                     canonizers=[ExactMergeBatchNorm([(["mix"], "bn")])])
         with Gradient(model=net, composite=composite) as attributor, \
                 AttentionRules(net, RelativeStabilizer(eps), ignore_bias, net.embed):
             _, expected = attributor(leaf, lambda out: out.detach() * onehot)
