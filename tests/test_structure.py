@@ -21,9 +21,7 @@ from motion_relevance.attribution.structure import model_structure
 LOGGER = "motion_relevance.attribution.structure"
 
 
-def clip(
-    n: int = 1, shape: tuple[int, int, int] = (4, 6, 6), dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
+def clip(n: int = 1, shape: tuple[int, int, int] = (4, 6, 6), dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.randn(n, 3, *shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
 
 
@@ -52,12 +50,7 @@ def test_layers_in_call_order_and_the_cam_layer_is_the_last_called_with_time_ste
 def test_a_model_without_convolution_or_linear_layers_has_none() -> None:
     s = model_structure(nn.Sequential(nn.AvgPool3d(2), nn.Flatten()).eval(), clip())
     assert s.linear_layers == ()
-    assert (s.first_layer, s.last_layer, s.cam_layer, s.first_input_mask) == (
-        None,
-        None,
-        None,
-        None,
-    )
+    assert (s.first_layer, s.last_layer, s.cam_layer, s.first_input_mask) == (None, None, None, None)
 
 
 class _Shared(nn.Module):
