@@ -22,6 +22,7 @@ from motion_relevance.attribution.method import (
     triple,
 )
 from motion_relevance.errors import InvalidInputError
+from motion_relevance.models.spec import InputSpec
 
 
 def test_an_option_line_shows_its_default() -> None:
@@ -136,8 +137,6 @@ def test_context_frames_are_placed_around_the_clip_as_documented() -> None:
 
 
 def test_context_refusals_word_for_word() -> None:
-    from motion_relevance.models.spec import InputSpec
-
     net, x = _Temporal(), torch.zeros(2, 3, 4, 2, 2)
     with pytest.raises(InvalidInputError, match=r"^context_frames needs a model that accepts longer clips, but this "
                        r"model takes exactly 4 frames \(its InputSpec has no min_frames\); use context_frames=0$"):
@@ -188,18 +187,18 @@ def test_the_options_record_says_what_ran() -> None:
     }
 
 
-class _Recorder(nn.Module):
-    """Records, on every forward, the batch size and PyTorch's float32 matmul precision setting."""
+class _Recorder(_Temporal):
+    """``_Temporal`` (in ``dtype``) that records, on every forward, the batch size, PyTorch's
+    float32 matmul precision setting and the clips' dtype."""
 
     def __init__(self, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        torch.manual_seed(5)
-        self.conv = nn.Conv3d(3, 2, (3, 1, 1)).to(dtype)
+        self.to(dtype)
         self.seen: list[tuple[int, str, torch.dtype]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.seen.append((x.shape[0], torch.backends.cuda.matmul.fp32_precision, x.dtype))
-        return torch.tanh(self.conv(x)).mean(dim=(2, 3, 4))
+        return super().forward(x)
 
 
 def test_tf32_true_leaves_pytorchs_setting_and_false_sets_ieee_while_the_method_runs() -> None:

@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.video import s3d
 from torchvision.models.video.resnet import Bottleneck, Conv3DSimple
-from zennit.composites import Composite
+from zennit.attribution import Gradient
+from zennit.composites import Composite, NameMapComposite
+from zennit.rules import Flat
 
 from motion_relevance.attribution import explain
 from motion_relevance.attribution.canonizers import (
@@ -25,7 +27,16 @@ from motion_relevance.attribution.canonizers import (
     S3DHeadCanonizer,
     video_canonizers,
 )
-from motion_relevance.attribution.lrp import RelativeStabilizer, box_bounds, refuse_unsupported
+from motion_relevance.attribution.lrp import (
+    ATOL,
+    STABILIZER,
+    AttentionRules,
+    RelativeStabilizer,
+    RelevanceCheckError,
+    box_bounds,
+    check_relevance,
+    refuse_unsupported,
+)
 from motion_relevance.attribution.structure import model_structure
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.i3d import InceptionI3d
@@ -378,8 +389,6 @@ def test_only_deep_taylor_checks_the_clip_against_bounds() -> None:
 def test_the_conservation_check_accepts_a_gap_exactly_at_its_tolerance() -> None:
     """The check refuses a gap *larger* than RTOL |logit| + ATOL; a logit of 0 and a relevance
     sum of exactly ATOL is on the boundary and passes, the next float64 up fails."""
-    from motion_relevance.attribution.lrp import ATOL, RelevanceCheckError, check_relevance
-
     logits, target = torch.zeros(1, 2, dtype=torch.float64), torch.tensor([0])
     check_relevance(torch.tensor([[ATOL]], dtype=torch.float64), logits, target, nn.Identity(), "m", {"ignore_bias": True})
     above = torch.nextafter(torch.tensor(ATOL, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
@@ -456,12 +465,6 @@ def test_transformers_get_the_first_layers_zennit_rule_and_attention_rules_for_t
     a rule for the first layer only, and ``AttentionRules`` (epsilon and ignore_bias from the
     options) for every other operation, leaving the first layer to its rule, with the batch norm
     merged into ``mix``. (A composite with the convolutions' z+ rule would claim ``mix``.)"""
-    from zennit.attribution import Gradient
-    from zennit.composites import NameMapComposite
-    from zennit.rules import Flat
-
-    from motion_relevance.attribution.lrp import STABILIZER, AttentionRules
-
     net = _TinyAttention().eval()
     x = torch.randn(2, 3, 2, 4, 4, generator=torch.Generator().manual_seed(4))
     onehot = torch.eye(2)[[0, 1]]

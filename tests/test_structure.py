@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from zennit.composites import Composite
 
-from motion_relevance.attribution.canonizers import ExactMergeBatchNorm
+from motion_relevance.attribution.canonizers import video_canonizers
 from motion_relevance.attribution.structure import model_structure
 
 LOGGER = "motion_relevance.attribution.structure"
@@ -142,9 +142,7 @@ def test_a_batch_norm_after_a_layer_is_merged_and_the_merge_keeps_the_function(l
     assert s.batch_norm_merges == ((("0",), "1"),) and s.unmerged_batch_norms == ()
     with torch.no_grad():
         reference = model(x)
-        with Composite(
-            canonizers=[ExactMergeBatchNorm([(list(a), b) for a, b in s.batch_norm_merges])]
-        ).context(model):
+        with Composite(canonizers=video_canonizers(s)).context(model):
             merged = model(x)
             assert torch.equal(model[1].running_var, torch.ones(4))  # the batch norm is folded away
     torch.testing.assert_close(merged, reference, rtol=1e-5, atol=1e-5)
