@@ -8,7 +8,13 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: setup weights browser demo test lint bench clean
 
+# The venv holds PyTorch's x86_64 build with its CUDA libraries (6.8 GB measured): a clear error
+# when the disk cannot hold it, instead of pip's OSError half-way through the install.
+NEED_KB := 7500000
+
 $(STAMP): pyproject.toml
+	@avail=$$(df -Pk . | awk 'NR==2 {print $$4}'); if [ "$$avail" -lt $(NEED_KB) ]; then \
+	  echo "error: setting up $(VENV) needs about 7.2 GB of free disk; $$((avail / 1048576)) GB free here" >&2; exit 2; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch/torchvision come from this machine's local files (pip's constraint caps them).

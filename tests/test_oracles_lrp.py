@@ -248,7 +248,7 @@ def test_alpha2_beta1_is_not_alpha1_beta0() -> None:
     targets = [live_target(net, x[i]) for i in range(3)]
     expl = mr.explain(net, x, "lrp_alpha2_beta1", target=targets)
     gaps = [
-        float((expl.relevance[i].double() - lrp_by_hand(net, x[i], c, "zplus", "zplus", "epsilon")).abs().max())
+        float((expl.relevance[i].double() - lrp_by_hand(net, x[i], c, "zplus", "zplus", "epsilon").detach()).abs().max())
         / float(expl.relevance[i].abs().max())
         for i, c in enumerate(targets)
     ]
