@@ -127,7 +127,7 @@ def _decode_beside_busy_model(
 def _ray(manifest: Path, folder: Path, args: argparse.Namespace, settings: BatchSettings) -> dict[str, float]:
     import ray
 
-    from motion_relevance.batch.ray_engine import UnitActor, decode_remote_args, decode_unit
+    from motion_relevance.batch.ray_engine import UnitActor, decode_stage_args, decode_unit
 
     source = ModelSource.of(args.model)
     spec = source.load()[1]
@@ -138,9 +138,8 @@ def _ray(manifest: Path, folder: Path, args: argparse.Namespace, settings: Batch
     start = time.perf_counter()
     decoded = (
         ray.data.from_items(items, override_num_blocks=len(items))
-        .map_batches(decode_unit, fn_kwargs={"spec": spec, "settings": settings}, batch_size=1,
-                     batch_format="pyarrow", compute=ray.data.TaskPoolStrategy(size=args.decode_workers),
-                     ray_remote_args_fn=decode_remote_args)
+        .map_batches(decode_unit, fn_kwargs={"spec": spec, "settings": settings},
+                     **decode_stage_args(args.decode_workers))
         .materialize()
     )
     decode_s = time.perf_counter() - start

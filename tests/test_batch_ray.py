@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from motion_relevance.batch import RayOptions, drop_timing, read_manifest, read_maps, run_batch
+from motion_relevance.batch.ray_engine import decode_stage_args
 from motion_relevance.errors import MotionRelevanceError
 from tiny_models import make_dataset
 
@@ -73,3 +75,27 @@ def test_a_failing_worker_is_one_error_and_keeps_the_store(local_ray, tmp_path: 
         run_batch(manifest, out, model="tiny_models:build_tiny_outside_ray", methods="saliency",
                   engine="ray", ray=RayOptions(workers=1))
     assert (out / "run.json").exists() and not (out / "tmp").exists()
+
+
+def _decode_pid(batch):
+    return batch.append_column("decode_pid", pa.array([os.getpid()] * batch.num_rows))
+
+
+class _ExplainPid:
+    def __call__(self, batch):
+        return batch.append_column("explain_pid", pa.array([os.getpid()] * batch.num_rows))
+
+
+@pytest.mark.slow
+def test_the_decode_stage_is_not_fused_into_the_actors(local_ray) -> None:
+    """With one decode task at a time beside one one-CPU actor, the two stages' pools and CPUs
+    match: Ray Data fuses such stages unless their remote arguments differ, and then the actor
+    would decode its own videos."""
+    ds = ray.data.from_items([{"row": i} for i in range(3)], override_num_blocks=3)
+    ds = ds.map_batches(_decode_pid, **decode_stage_args(1))
+    ds = ds.map_batches(_ExplainPid, batch_size=1, batch_format="pyarrow",
+                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1, num_gpus=0)
+    rows = list(ds.iter_rows())
+    assert len(rows) == 3
+    for row in rows:
+        assert row["decode_pid"] != row["explain_pid"]

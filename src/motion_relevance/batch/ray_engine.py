@@ -109,11 +109,19 @@ def decode_unit(batch: pa.Table, spec: InputSpec, settings: BatchSettings) -> pa
     return pa.Table.from_pydict(out, schema=schema)
 
 
-def decode_remote_args() -> dict[str, Any]:
-    """Resources of one decode task (one CPU). Given as a function, which keeps Ray Data from
-    fusing the decode stage into the actors (it fuses stages whose resources are known to
-    match): fused, every actor would decode its own videos and nothing would overlap."""
-    return {"num_cpus": 1}
+def decode_stage_args(decode_workers: int | None) -> dict[str, Any]:
+    """``map_batches`` arguments of the decode stage: one video per task on one CPU, at most
+    ``decode_workers`` at once. Its runtime environment (one OpenMP thread, what Ray gives a
+    one-CPU task anyway) differs from the actors', which keeps Ray Data from fusing the stage
+    into the actors (it fuses stages whose remote arguments match): fused, every actor would
+    decode its own videos and nothing would overlap."""
+    return {
+        "batch_size": 1,
+        "batch_format": "pyarrow",
+        "compute": _ray().data.TaskPoolStrategy(size=decode_workers),
+        "num_cpus": 1,
+        "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1"}},
+    }
 
 
 def _failed(message: str) -> Iterator[PreparedChunk]:
@@ -219,12 +227,7 @@ def ray_units(
             log.info("no CPU left for decode tasks: the %d actor(s) decode their own videos", actors)
         if ahead:  # decoding as CPU tasks, ahead of the actors
             ds = ds.map_batches(
-                decode_unit,
-                fn_kwargs={"spec": spec, "settings": settings},
-                batch_size=1,
-                batch_format="pyarrow",
-                compute=ray.data.TaskPoolStrategy(size=settings.decode_workers),
-                ray_remote_args_fn=decode_remote_args,
+                decode_unit, fn_kwargs={"spec": spec, "settings": settings}, **decode_stage_args(settings.decode_workers)
             )
         ds = ds.map_batches(
             UnitActor,
@@ -259,4 +262,4 @@ def _with_device(settings: BatchSettings, device: str) -> BatchSettings:
     return replace(settings, device=device)
 
 
-__all__ = ["UnitActor", "decode_remote_args", "decode_unit", "plan", "ray_units"]
+__all__ = ["UnitActor", "decode_stage_args", "decode_unit", "plan", "ray_units"]
