@@ -406,8 +406,13 @@ class _Cat(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+class _Pick(nn.Module):
+    def forward(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        return parts["h"] * 1.0
+
+
 class _OddCalls(nn.Module):
-    """A module called by keyword only and one given a list: their inputs cannot be tapped."""
+    """A module called by keyword only, one given a list and one given a dict."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -415,21 +420,32 @@ class _OddCalls(nn.Module):
         self.conv = nn.Conv3d(3, 2, 3, padding=1, bias=False)
         self.twice = _Twice()
         self.cat = _Cat()
+        self.pick = _Pick()
         self.fc = nn.Linear(4, 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.conv(x))
-        h = self.cat([self.twice(x=h), h])
+        h = self.pick({"h": self.cat([self.twice(x=h), h])})
         return self.fc(h.mean(dim=(2, 3, 4)))
 
 
-def test_layer_budget_rows_of_modules_called_by_keyword_or_with_a_list() -> None:
-    """Their inputs cannot be tapped, so they get no rows; the others still do, and the taps
-    leave the relevance as it is without them."""
+def test_layer_budget_rows_of_modules_called_by_keyword_with_a_list_or_a_dict() -> None:
+    """A keyword input and a list's tensors are tapped (the list's summed); a dict's are not, so
+    that row has no relevance_in. The taps leave the relevance as it is without them."""
     net = _OddCalls().eval()
     x = torch.randn(1, 3, 2, 4, 4, generator=torch.Generator().manual_seed(3))
     expl = explain(net, x, "lrp_epsilon_plus_flat", target=0, layer_budget=True)
-    assert [r["layer"] for r in expl.options["layer_sums"]] == ["conv", "fc"]
+    rows = {r["layer"]: r for r in expl.options["layer_sums"]}
+    assert [r["layer"] for r in expl.options["layer_sums"]] == ["conv", "twice", "cat", "pick", "fc"]
+    # no rule on these: plain autograd, so 2 * x doubles what it hands down and cat keeps it
+    assert rows["twice"]["relevance_in"] == pytest.approx(2 * rows["twice"]["relevance_out"], rel=1e-6)
+    assert rows["cat"]["relevance_in"] == pytest.approx(rows["cat"]["relevance_out"], rel=1e-6)
+    assert rows["pick"]["relevance_in"] is None
+    assert rows["pick"]["relevance_out"] == pytest.approx(rows["cat"]["relevance_out"], rel=1e-6)
+    with torch.no_grad():  # the classifier's epsilon rule hands down the target logit (no bias)
+        logit = float(net(x)[0, 0])
+    assert rows["fc"]["relevance_out"] == pytest.approx(logit, rel=1e-6)
+    assert rows["pick"]["relevance_out"] == pytest.approx(logit, rel=1e-3)  # the mean conserves
     plain = explain(net, x, "lrp_epsilon_plus_flat", target=0)
     torch.testing.assert_close(expl.relevance, plain.relevance)
 

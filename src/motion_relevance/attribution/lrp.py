@@ -490,12 +490,26 @@ class _Tap(torch.autograd.Function):
         return grad, None
 
 
+def _tap_input(value: Any, record: Callable[[torch.Tensor], None]) -> tuple[Any, bool]:
+    """``value`` with a tap on each tensor of it that needs a gradient (a tensor, or a list or
+    tuple of tensors), and whether any was tapped."""
+    if isinstance(value, torch.Tensor):
+        return (_Tap.apply(value, record), True) if value.requires_grad else (value, False)
+    if type(value) in (list, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
+        parts = [_Tap.apply(v, record) if v.requires_grad else v for v in value]
+        return type(value)(parts), any(v.requires_grad for v in value)
+    return value, False
+
+
 class LayerBudget:
     """Per-layer relevance sums of one LRP pass (``layer_budget=True``).
 
     Every leaf module but activations and dropout is tapped at its input (before the rule's own
     hook) and its output: the backward pass records the relevance that enters the module from
     above (``relevance_out``) and the relevance its rule hands to its input (``relevance_in``).
+    The input is the first argument, positional or keyword; a list or tuple of tensors there is
+    tapped tensor by tensor and summed. A module whose input holds no tensor that needs a
+    gradient still gets rows, with ``relevance_in`` None.
     A conserving rule keeps them equal; a gap between a module's ``relevance_in`` and the
     ``relevance_out`` of the modules feeding it is relevance lost or created by functional code in
     between (a residual ``+``, a functional mean)."""
@@ -509,7 +523,7 @@ class LayerBudget:
                 continue
             if isinstance(module, Activation | nn.Dropout | nn.Identity):
                 continue
-            self.handles.append(module.register_forward_pre_hook(self._pre(name), prepend=True))
+            self.handles.append(module.register_forward_pre_hook(self._pre(name), prepend=True, with_kwargs=True))
             self.handles.append(module.register_forward_hook(self._post(name)))
 
     def _record(self, name: str, side: str) -> Callable[[torch.Tensor], None]:
@@ -520,12 +534,22 @@ class LayerBudget:
         return record
 
     def _pre(self, name: str) -> Callable[..., Any]:
-        def hook(module: nn.Module, args: tuple) -> tuple | None:
-            if not args or not isinstance(args[0], torch.Tensor) or not args[0].requires_grad:
+        def hook(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple | None:
+            record = self._record(name, "relevance_in")
+            if args:
+                first, tapped = _tap_input(args[0], record)
+                args = (first, *args[1:])
+            elif kwargs:
+                key = next(iter(kwargs))
+                first, tapped = _tap_input(kwargs[key], record)
+                kwargs = {**kwargs, key: first}
+            else:
+                return None
+            if not tapped:
                 return None
             if name not in self.order:
                 self.order.append(name)
-            return (_Tap.apply(args[0], self._record(name, "relevance_in")), *args[1:])
+            return args, kwargs
 
         return hook
 
@@ -533,6 +557,8 @@ class LayerBudget:
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
             if not isinstance(output, torch.Tensor) or not output.requires_grad:
                 return None
+            if name not in self.order:  # its input could not be tapped: a row without relevance_in
+                self.order.append(name)
             return _Tap.apply(output, self._record(name, "relevance_out"))
 
         return hook
