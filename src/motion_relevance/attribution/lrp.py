@@ -490,15 +490,13 @@ class _Tap(torch.autograd.Function):
         return grad, None
 
 
-def _tap_input(value: Any, record: Callable[[torch.Tensor], None]) -> tuple[Any, bool]:
-    """``value`` with a tap on each tensor of it that needs a gradient (a tensor, or a list or
-    tuple of tensors), and whether any was tapped."""
+def _tap_input(value: Any, record: Callable[[torch.Tensor], None]) -> Any:
+    """``value`` with a tap on it (a tensor) or on each of its tensors (a list or tuple)."""
     if isinstance(value, torch.Tensor):
-        return (_Tap.apply(value, record), True) if value.requires_grad else (value, False)
-    if type(value) in (list, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
-        parts = [_Tap.apply(v, record) if v.requires_grad else v for v in value]
-        return type(value)(parts), any(v.requires_grad for v in value)
-    return value, False
+        return _Tap.apply(value, record)
+    if type(value) in (list, tuple):
+        return type(value)(_Tap.apply(v, record) if isinstance(v, torch.Tensor) else v for v in value)
+    return value
 
 
 class LayerBudget:
@@ -507,9 +505,9 @@ class LayerBudget:
     Every leaf module but activations and dropout is tapped at its input (before the rule's own
     hook) and its output: the backward pass records the relevance that enters the module from
     above (``relevance_out``) and the relevance its rule hands to its input (``relevance_in``).
-    The input is the first argument, positional or keyword; a list or tuple of tensors there is
-    tapped tensor by tensor and summed. A module whose input holds no tensor that needs a
-    gradient still gets rows, with ``relevance_in`` None.
+    The input is the first argument, positional or keyword; a list or tuple there is tapped
+    tensor by tensor and summed. A module whose input no relevance reaches (a constant, a dict)
+    gets rows with ``relevance_in`` None.
     A conserving rule keeps them equal; a gap between a module's ``relevance_in`` and the
     ``relevance_out`` of the modules feeding it is relevance lost or created by functional code in
     between (a residual ``+``, a functional mean)."""
@@ -535,21 +533,15 @@ class LayerBudget:
 
     def _pre(self, name: str) -> Callable[..., Any]:
         def hook(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple | None:
-            record = self._record(name, "relevance_in")
-            if args:
-                first, tapped = _tap_input(args[0], record)
-                args = (first, *args[1:])
-            elif kwargs:
-                key = next(iter(kwargs))
-                first, tapped = _tap_input(kwargs[key], record)
-                kwargs = {**kwargs, key: first}
-            else:
-                return None
-            if not tapped:
-                return None
             if name not in self.order:
                 self.order.append(name)
-            return args, kwargs
+            record = self._record(name, "relevance_in")
+            if args:
+                return (_tap_input(args[0], record), *args[1:]), kwargs
+            if kwargs:
+                key = next(iter(kwargs))
+                return args, {**kwargs, key: _tap_input(kwargs[key], record)}
+            return None
 
         return hook
 
@@ -557,8 +549,6 @@ class LayerBudget:
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
             if not isinstance(output, torch.Tensor) or not output.requires_grad:
                 return None
-            if name not in self.order:  # its input could not be tapped: a row without relevance_in
-                self.order.append(name)
             return _Tap.apply(output, self._record(name, "relevance_out"))
 
         return hook
@@ -568,7 +558,7 @@ class LayerBudget:
             handle.remove()
         self.handles.clear()
 
-    def rows(self, first_clip: int = 0) -> list[dict[str, Any]]:
+    def rows(self, first_clip: int) -> list[dict[str, Any]]:
         """``{"clip", "layer", "relevance_out", "relevance_in"}`` per clip and tapped layer, in
         the order the layers were first called."""
         out = []
