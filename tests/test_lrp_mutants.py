@@ -406,13 +406,18 @@ class _Cat(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+class _Scale(nn.Module):
+    def forward(self, pair: tuple[torch.Tensor, float]) -> torch.Tensor:
+        return pair[0] * pair[1]
+
+
 class _Pick(nn.Module):
     def forward(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         return parts["h"] * 1.0
 
 
 class _OddCalls(nn.Module):
-    """A module called by keyword only, one given a list and one given a dict."""
+    """A module called by keyword only, one given a list, one a tuple with a number, one a dict."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -420,28 +425,31 @@ class _OddCalls(nn.Module):
         self.conv = nn.Conv3d(3, 2, 3, padding=1, bias=False)
         self.twice = _Twice()
         self.cat = _Cat()
+        self.scale = _Scale()
         self.pick = _Pick()
         self.fc = nn.Linear(4, 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.conv(x))
-        h = self.pick({"h": self.cat([self.twice(x=h), h])})
+        h = self.pick({"h": self.scale((self.cat([self.twice(x=h), h]), 0.5))})
         return self.fc(h.mean(dim=(2, 3, 4)))
 
 
 def test_layer_budget_rows_of_modules_called_by_keyword_with_a_list_or_a_dict() -> None:
-    """A keyword input and a list's tensors are tapped (the list's summed); a dict's are not, so
-    that row has no relevance_in. The taps leave the relevance as it is without them."""
+    """A keyword input and the tensors of a list or tuple are tapped (summed); a dict's are not,
+    so that row has no relevance_in. The taps leave the relevance as it is without them."""
     net = _OddCalls().eval()
     x = torch.randn(1, 3, 2, 4, 4, generator=torch.Generator().manual_seed(3))
     expl = explain(net, x, "lrp_epsilon_plus_flat", target=0, layer_budget=True)
     rows = {r["layer"]: r for r in expl.options["layer_sums"]}
-    assert [r["layer"] for r in expl.options["layer_sums"]] == ["conv", "twice", "cat", "pick", "fc"]
+    assert [r["layer"] for r in expl.options["layer_sums"]] == ["conv", "twice", "cat", "scale", "pick", "fc"]
     # no rule on these: plain autograd, so 2 * x doubles what it hands down and cat keeps it
     assert rows["twice"]["relevance_in"] == pytest.approx(2 * rows["twice"]["relevance_out"], rel=1e-6)
     assert rows["cat"]["relevance_in"] == pytest.approx(rows["cat"]["relevance_out"], rel=1e-6)
+    assert rows["scale"]["relevance_in"] == pytest.approx(0.5 * rows["scale"]["relevance_out"], rel=1e-6)
+    assert rows["scale"]["relevance_in"] == pytest.approx(rows["cat"]["relevance_out"], rel=1e-6)
     assert rows["pick"]["relevance_in"] is None
-    assert rows["pick"]["relevance_out"] == pytest.approx(rows["cat"]["relevance_out"], rel=1e-6)
+    assert rows["pick"]["relevance_out"] == pytest.approx(rows["scale"]["relevance_out"], rel=1e-6)
     with torch.no_grad():  # the classifier's epsilon rule hands down the target logit (no bias)
         logit = float(net(x)[0, 0])
     assert rows["fc"]["relevance_out"] == pytest.approx(logit, rel=1e-6)
