@@ -127,7 +127,12 @@ def _decode_beside_busy_model(
 def _ray(manifest: Path, folder: Path, args: argparse.Namespace, settings: BatchSettings) -> dict[str, float]:
     import ray
 
-    from motion_relevance.batch.ray_engine import UnitActor, decode_stage_args, decode_unit
+    from motion_relevance.batch.ray_engine import (
+        UnitActor,
+        decode_stage_args,
+        decode_unit,
+        explain_stage_args,
+    )
 
     source = ModelSource.of(args.model)
     spec = source.load()[1]
@@ -148,9 +153,8 @@ def _ray(manifest: Path, folder: Path, args: argparse.Namespace, settings: Batch
     out = decoded.map_batches(
         UnitActor,
         fn_constructor_kwargs={"source": source, "settings": settings, "maps_root": None, "tmp_root": None},
-        batch_size=1, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=args.workers),
-        num_cpus=args.threads,
-    ).take_all()  # fmt: skip
+        **explain_stage_args(args.workers, args.threads, 0),
+    ).take_all()
     explain_s = time.perf_counter() - start  # includes the actors' start (model building), as the pipeline does
     assert len(out) == len(entries)
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from motion_relevance.batch import RayOptions, drop_timing, read_manifest, read_maps, run_batch
-from motion_relevance.batch.ray_engine import decode_stage_args
+from motion_relevance.batch.ray_engine import decode_stage_args, explain_stage_args
 from motion_relevance.errors import MotionRelevanceError
 from tiny_models import make_dataset
 
@@ -93,8 +93,7 @@ def test_the_decode_stage_is_not_fused_into_the_actors(local_ray) -> None:
     would decode its own videos."""
     ds = ray.data.from_items([{"row": i} for i in range(3)], override_num_blocks=3)
     ds = ds.map_batches(_decode_pid, **decode_stage_args(1))
-    ds = ds.map_batches(_ExplainPid, batch_size=1, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1, num_gpus=0)
+    ds = ds.map_batches(_ExplainPid, **explain_stage_args(1, 1, 0))
     rows = list(ds.iter_rows())
     assert len(rows) == 3
     for row in rows:

@@ -124,6 +124,18 @@ def decode_stage_args(decode_workers: int | None) -> dict[str, Any]:
     }
 
 
+def explain_stage_args(actors: int, cpus_per_worker: float, gpus_per_worker: float) -> dict[str, Any]:
+    """``map_batches`` arguments of the explaining stage: ``actors`` ``UnitActor``s, one decoded
+    video per call, each actor holding its CPUs and GPUs."""
+    return {
+        "batch_size": 1,
+        "batch_format": "pyarrow",
+        "compute": _ray().data.ActorPoolStrategy(size=actors),
+        "num_cpus": cpus_per_worker,
+        "num_gpus": gpus_per_worker,
+    }
+
+
 def _failed(message: str) -> Iterator[PreparedChunk]:
     raise PreparedError(message)
     yield  # a generator: the error is raised where the unit reads its chunks
@@ -237,11 +249,7 @@ def ray_units(
                 "maps_root": str(store.maps) if settings.save_maps else None,
                 "tmp_root": str(store.tmp) if settings.save_maps else None,
             },
-            batch_size=1,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=options.cpus_per_worker,
-            num_gpus=options.gpus_per_worker,
+            **explain_stage_args(actors, options.cpus_per_worker, options.gpus_per_worker),
         )
         by_row = {e.row: e for e in pending}
         try:
@@ -262,4 +270,4 @@ def _with_device(settings: BatchSettings, device: str) -> BatchSettings:
     return replace(settings, device=device)
 
 
-__all__ = ["UnitActor", "decode_stage_args", "decode_unit", "plan", "ray_units"]
+__all__ = ["UnitActor", "decode_stage_args", "decode_unit", "explain_stage_args", "plan", "ray_units"]
