@@ -10,7 +10,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from motion_relevance.batch import RayOptions, drop_timing, read_manifest, read_maps, run_batch
+from motion_relevance.batch import (
+    RayOptions,
+    drop_timing,
+    read_manifest,
+    read_maps,
+    read_results,
+    run_batch,
+)
 from motion_relevance.batch.ray_engine import decode_stage_args, explain_stage_args
 from motion_relevance.errors import MotionRelevanceError
 from tiny_models import make_dataset
@@ -23,17 +30,19 @@ METHODS = "saliency,gradcam"
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(tmp_path_factory: pytest.TempPathFactory):
+    """A local Ray; yields the marker path of ``tiny_models.build_tiny_dying_once``."""
     if ray.is_initialized():  # pragma: no cover - another test left one running
         ray.shutdown()
     path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    marker = tmp_path_factory.mktemp("ray") / "died"
     ray.init(
         num_cpus=2,
         include_dashboard=False,
         logging_level="WARNING",
-        runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}},
+        runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1", "TINY_DIE_ONCE": str(marker)}},
     )
-    yield
+    yield marker
     ray.shutdown()
 
 
@@ -75,6 +84,26 @@ def test_a_failing_worker_is_one_error_and_keeps_the_store(local_ray, tmp_path: 
         run_batch(manifest, out, model="tiny_models:build_tiny_outside_ray", methods="saliency",
                   engine="ray", ray=RayOptions(workers=1))
     assert (out / "run.json").exists() and not (out / "tmp").exists()
+
+
+@pytest.mark.slow
+def test_an_actor_killed_mid_video_loses_and_doubles_nothing(local_ray, tmp_path: Path) -> None:
+    """The first actor process to run a forward pass dies there (``os._exit``): Ray restarts it
+    and retries its video, or the run stops with one line and a resume finishes it."""
+    manifest = make_dataset(tmp_path / "videos")
+    common = {"methods": METHODS, "threads": 1}
+    reference = run_batch(manifest, tmp_path / "reference", model=MODEL, **common)
+    out = tmp_path / "store"
+    assert not local_ray.exists()
+    try:
+        run_batch(manifest, out, model="tiny_models:build_tiny_dying_once", engine="ray",
+                  ray=RayOptions(workers=1), **common)
+    except MotionRelevanceError as exc:
+        assert "--resume" in str(exc) and "\n" not in str(exc)
+        run_batch(manifest, out, model="tiny_models:build_tiny_dying_once", engine="ray",
+                  ray=RayOptions(workers=1), resume=True, **common)
+    assert local_ray.exists(), "no actor was killed"
+    assert drop_timing(read_results(out)).equals(drop_timing(reference.rows))
 
 
 def _decode_pid(batch):

@@ -132,3 +132,46 @@ def float_path_share(model: nn.Module, path: Path, target: int, sigma: float) ->
         kept += float((magnitude * sel.mask[0, 0, window.owned]).sum())
         total += float(magnitude.sum())
     return kept / total
+
+
+class HangingSpec(InputSpec):
+    """The tiny model's spec, whose preprocessing never returns for an all-black clip: a decode
+    worker that hangs on one video (the fault-injection tests' stalled worker)."""
+
+    def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        if int(torch.as_tensor(frames).max()) < 8:
+            import time
+
+            time.sleep(3600)
+        return super().preprocess(frames)
+
+
+def build_tiny_hanging(weights: str | None = None, num_classes: int | None = None) -> tuple[nn.Module, InputSpec]:
+    """``build_tiny`` with ``HangingSpec``: decoding an all-black video hangs."""
+    import dataclasses
+
+    model, spec = build_tiny(weights, num_classes)
+    return model, HangingSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)})
+
+
+def write_black_clip(path: Path, frames: int) -> Path:
+    """An all-black H.264 video (``HangingSpec`` hangs on it)."""
+    return write_video(path, np.zeros((frames, SIZE * 2, SIZE * 2, 3), np.uint8), fps=8.0)
+
+
+def build_tiny_dying_once(weights: str | None = None, num_classes: int | None = None) -> tuple[nn.Module, InputSpec]:
+    """``build_tiny`` whose process is killed (``os._exit``) in the middle of its first forward
+    pass after ``$TINY_DIE_ONCE`` names a file that does not exist yet (it is created first, so
+    only one process ever dies): a Ray actor killed mid-video."""
+    import os
+
+    model, spec = build_tiny(weights, num_classes)
+    marker = os.environ.get("TINY_DIE_ONCE")
+
+    def die_once(module: nn.Module, args: object) -> None:
+        if marker and not os.path.exists(marker):
+            Path(marker).write_text(str(os.getpid()))
+            os._exit(137)
+
+    model.features.register_forward_pre_hook(die_once)
+    return model, spec

@@ -301,6 +301,9 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                    "the model's process (default: one per spare core, at most 8, locally; as resources allow on Ray)")
     p.add_argument("--prefetch", type=int, default=2, metavar="CHUNKS",
                    help="chunks of --clip-batch clips each decode worker keeps ready (default: 2)")
+    p.add_argument("--stall-timeout", type=float, metavar="SECONDS",
+                   help="stop with an error naming the worker and the video when a decode worker sends no chunk, "
+                   "or the Ray actors finish no video, for this long (default: 600)")
     ray = p.add_argument_group("ray engine")
     ray.add_argument("--ray-address", help="Ray cluster to join: 'auto', 'ray://HEAD:10001' (default: start a local Ray)")
     ray.add_argument("--workers", type=int, help="Ray actors, each with its own model copy (default: as resources allow)")
@@ -369,6 +372,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             threads=args.threads,
             decode_workers=args.decode_workers,
             prefetch=args.prefetch,
+            **({} if args.stall_timeout is None else {"stall_timeout": args.stall_timeout}),
             engine=args.engine,
             ray=ray,
             resume=args.resume,

@@ -48,6 +48,9 @@ from motion_relevance.video import ClipWindow, iter_clips, probe
 
 log = logging.getLogger(__name__)
 
+#: Seconds without progress before a run is stopped as hung (``BatchSettings.stall_timeout``).
+DEFAULT_STALL_TIMEOUT = 600.0
+
 #: How the explained class is chosen: the model's prediction, or the manifest's label.
 TARGETS: tuple[str, ...] = ("predicted", "label")
 
@@ -96,6 +99,9 @@ class BatchSettings:
     the cluster allows). How the run runs, not what it computes."""
     prefetch: int = 2
     """Chunks of ``clip_batch`` clips each decode worker may hold ready (bounds memory)."""
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    """Seconds without progress (a decode worker's next chunk, a Ray actor's next finished video)
+    after which the run stops with an error naming the worker and the video; how the run runs."""
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -112,6 +118,10 @@ class BatchSettings:
         ):
             raise InvalidInputError(f"decode workers must be an integer >= 0, got {self.decode_workers!r}")
         positive_int("prefetch", self.prefetch)
+        if isinstance(self.stall_timeout, bool) or not isinstance(self.stall_timeout, (int, float)) or not (
+            0 < self.stall_timeout < math.inf
+        ):
+            raise InvalidInputError(f"stall timeout must be a number of seconds > 0, got {self.stall_timeout!r}")
         explaining = self.explaining
         object.__setattr__(self, "context_frames", explaining.context_frames)
         object.__setattr__(self, "precision", explaining.precision)
@@ -380,6 +390,7 @@ class UnitProcessor:
 
 
 __all__ = [
+    "DEFAULT_STALL_TIMEOUT",
     "TARGETS",
     "BatchSettings",
     "ModelSource",

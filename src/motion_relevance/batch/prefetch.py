@@ -6,9 +6,14 @@ order and puts their chunks on its own queue, which holds at most ``prefetch`` c
 stays bounded however long a video is). The model's process reads video after video in the
 manifest's order, so units finish, and are committed, in the same order as without workers
 and give the same rows. Tensors travel through shared memory (``torch.multiprocessing``).
-Workers are forked where the platform allows (as PyTorch's DataLoader does: no re-import of the
-caller's script, start-up in milliseconds) and run torch single-threaded; they exit when their
-parent goes away.
+
+Workers never inherit the caller's threads: they are started by a fork server (a fresh
+interpreter that has imported this module and nothing else, then forks one child per worker), or
+spawned where the platform has no fork server. A plain ``fork`` would copy a parent that already
+holds FFmpeg, torch, Numba or Ray thread pools, whose locks the child can then wait on forever
+(PyAV 18.1.1 rescaling in a forked child deadlocks so). They run torch single-threaded, exit when
+their parent goes away, and a watchdog in the model's process turns a worker that sends nothing
+for ``stall_timeout`` seconds into a one-line error naming the worker and the video.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import contextlib
 import logging
 import os
 import queue
+import signal
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -33,6 +40,7 @@ from motion_relevance.batch.pipeline import (
 )
 from motion_relevance.models.spec import InputSpec
 from motion_relevance.runs import one_line
+from motion_relevance.runs.processes import process_context, workers_starting
 from motion_relevance.video.decode import set_decode_threads
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,18 @@ def auto_decode_workers(pending: int, cores: int | None = None) -> int:
     return max(1, min(MAX_AUTO_WORKERS, cores - 1, pending))
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists (a worker's parent is the model's process, not the
+    fork server that forked it, so ``os.getppid`` cannot tell)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _put(q: Any, item: Any, parent: int) -> bool:
     """Put ``item`` on ``q``, waiting while it is full; False when the parent has gone."""
     while True:
@@ -60,20 +80,22 @@ def _put(q: Any, item: Any, parent: int) -> bool:
             q.put(item, timeout=_POLL)
             return True
         except queue.Full:
-            if os.getppid() != parent:
+            if not _alive(parent):
                 return False
 
 
 def _worker(spec: InputSpec, settings: BatchSettings, tasks: Any, out: Any, parent: int) -> None:
     """Decode the videos given on ``tasks`` into ``out``: ("chunk", PreparedChunk) ..., then
     ("end", None) or ("error", one-line message) per video; None on ``tasks`` stops."""
+    # Ctrl-C reaches the whole process group: the model's process stops the run and its workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # one core per worker: the model's process keeps the cores it was given
     set_decode_threads(1)
     while True:
         try:
             entry = tasks.get(timeout=_POLL)
         except queue.Empty:
-            if os.getppid() != parent:
+            if not _alive(parent):
                 return
             continue
         if entry is None:
@@ -95,32 +117,47 @@ class DecodePool:
     def __init__(self, spec: InputSpec, settings: BatchSettings, workers: int) -> None:
         if workers < 1:
             raise ValueError("a decode pool needs at least one worker")
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        ctx = process_context(__name__, mp)
+        self.stall_timeout = settings.stall_timeout
         self._tasks = [ctx.Queue() for _ in range(workers)]
         self._outs = [ctx.Queue(maxsize=settings.prefetch) for _ in range(workers)]
         self._procs = [
             ctx.Process(target=_worker, args=(spec, settings, t, o, os.getpid()), daemon=True, name=f"decode-{i}")
             for i, (t, o) in enumerate(zip(self._tasks, self._outs, strict=True))
         ]
-        for p in self._procs:
-            p.start()
+        with workers_starting():
+            for p in self._procs:
+                p.start()
         self.workers = workers
 
-    def _get(self, worker: int) -> tuple[str, Any]:
+    def _get(self, worker: int, entry: VideoEntry) -> tuple[str, Any]:
+        """The next message of ``worker`` (busy with ``entry``); RunAborted when it died or sent
+        nothing for ``stall_timeout`` seconds (the wait for one chunk bounds how long the worker
+        went without progress: it works on this video since the previous one was drained)."""
+        waited = 0.0
         while True:
+            started = time.monotonic()
             try:
-                return self._outs[worker].get(timeout=_POLL)
+                return self._outs[worker].get(timeout=min(_POLL, self.stall_timeout))
             except queue.Empty:
+                waited += time.monotonic() - started
                 proc = self._procs[worker]
                 if not proc.is_alive():
                     raise RunAborted(
-                        f"decode worker {worker} stopped (exit code {proc.exitcode}); the videos finished "
-                        "so far are kept: rerun with --resume (and --decode-workers 0 to decode in one process)"
+                        f"decode worker {worker} stopped (exit code {proc.exitcode}) on {entry.video!r}; the "
+                        "videos finished so far are kept: rerun with --resume (and --decode-workers 0 to "
+                        "decode in one process)"
+                    ) from None
+                if waited >= self.stall_timeout:
+                    raise RunAborted(
+                        f"decode worker {worker} (pid {proc.pid}) made no progress for {self.stall_timeout:g} s on "
+                        f"{entry.video!r}; the videos finished so far are kept: rerun with --resume (raise "
+                        "--stall-timeout if decoding one chunk can take this long)"
                     ) from None
 
-    def _chunks(self, worker: int) -> Iterator[PreparedChunk]:
+    def _chunks(self, worker: int, entry: VideoEntry) -> Iterator[PreparedChunk]:
         while True:
-            kind, value = self._get(worker)
+            kind, value = self._get(worker, entry)
             if kind == "chunk":
                 yield value
             elif kind == "end":
@@ -134,7 +171,7 @@ class DecodePool:
         for i, entry in enumerate(entries):
             self._tasks[i % self.workers].put(entry)
         for i, entry in enumerate(entries):
-            chunks = self._chunks(i % self.workers)
+            chunks = self._chunks(i % self.workers, entry)
             yield entry, chunks
             try:
                 for _ in chunks:  # drain what the unit did not read (it stopped at an error)
@@ -149,8 +186,11 @@ class DecodePool:
                 t.put(None)
         for p in self._procs:
             p.join(timeout=2 * _POLL)
-            if p.is_alive():
+            if p.is_alive():  # busy or hung: a hung worker ignores its queue
                 p.terminate()
+                p.join(timeout=_POLL)
+            if p.is_alive():
+                p.kill()
                 p.join(timeout=_POLL)
         for q in (*self._tasks, *self._outs):
             q.cancel_join_thread()

@@ -17,6 +17,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,6 +34,7 @@ from motion_relevance.batch.pipeline import (
     ModelSource,
     PreparedChunk,
     PreparedError,
+    RunAborted,
     UnitProcessor,
     prepare_unit,
 )
@@ -253,8 +256,9 @@ def ray_units(
         )
         by_row = {e.row: e for e in pending}
         try:
-            for record in ds.iter_rows():
-                yield by_row[int(record["row"])], _from_bytes(record["result"])
+            for record in _watched(ds.iter_rows(), settings.stall_timeout, by_row):
+                entry = by_row.pop(int(record["row"]))
+                yield entry, _from_bytes(record["result"])
         except ray.exceptions.RayError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise MotionRelevanceError(
@@ -264,6 +268,42 @@ def ray_units(
     finally:
         if started_here:
             ray.shutdown()
+
+
+_END = object()
+
+
+def _watched(rows: Iterator[Any], stall_timeout: float, waiting: dict[int, VideoEntry]) -> Iterator[Any]:
+    """``rows`` read in a helper thread, with a watchdog: RunAborted when no row arrives for
+    ``stall_timeout`` seconds (``waiting``: the videos not yet returned, named in the error).
+    Errors of the iteration are raised here, in the caller's thread."""
+    arrived: queue.Queue[Any] = queue.Queue(maxsize=1)
+
+    def pump() -> None:
+        try:
+            for row in rows:
+                arrived.put(("row", row))
+            arrived.put(("end", None))
+        except BaseException as exc:  # handed to the caller's thread
+            arrived.put(("error", exc))
+
+    threading.Thread(target=pump, name="ray-rows", daemon=True).start()
+    while True:
+        try:
+            kind, value = arrived.get(timeout=stall_timeout)
+        except queue.Empty:
+            names = [e.video for e in sorted(waiting.values(), key=lambda e: e.row)]
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            raise RunAborted(
+                f"the Ray actors finished no video for {stall_timeout:g} s (not yet returned: "
+                f"{', '.join(repr(n) for n in names[:3])}{more}); the videos finished so far are kept: "
+                "rerun with --resume (raise --stall-timeout if one video can take this long)"
+            ) from None
+        if kind == "end":
+            return
+        if kind == "error":
+            raise value
+        yield value
 
 
 def _with_device(settings: BatchSettings, device: str) -> BatchSettings:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from motion_relevance.batch.manifest import VideoEntry, read_manifest
-from motion_relevance.batch.pipeline import BatchSettings, UnitProcessor
+from motion_relevance.batch.pipeline import DEFAULT_STALL_TIMEOUT, BatchSettings, UnitProcessor
 from motion_relevance.batch.prefetch import auto_decode_workers
 from motion_relevance.batch.store import FAILED, OK, ResultStore
 from motion_relevance.batch.summary import summarize
@@ -156,6 +156,7 @@ def run_batch(
     tf32: bool = False,
     decode_workers: int | None = None,
     prefetch: int = 2,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
 ) -> BatchResult:
     """Explain every video of ``manifest`` with every method into the store ``out``.
 
@@ -166,6 +167,9 @@ def run_batch(
     ``BatchProgress`` before the first unit and after each (the CLI draws its bar from it).
     ``ties`` and ``context_frames`` are ``explain``'s (each clip explained with that many real
     neighbouring frames of its video on each side); both are part of the run's settings.
+    ``stall_timeout``: seconds without progress (a decode worker's next chunk, a Ray actor's next
+    finished video) before the run stops with ``RunAborted`` naming the worker and the video;
+    finished videos stay committed, so ``resume`` continues.
     """
     started = time.perf_counter()
     callback = check_callback(callback, "callback")
@@ -193,6 +197,7 @@ def run_batch(
         tf32=tf32,
         decode_workers=decode_workers,
         prefetch=prefetch,
+        stall_timeout=stall_timeout,
     )
     source = ModelSource.of(model, weights=weights, num_classes=num_classes)
     if engine == "ray" and not source.picklable:

@@ -533,21 +533,23 @@ def _all_models(cfg: EvaluationConfig, family: list[tuple[str, int, int]], metho
                 scenes: _Scenes, frozen: _Scenes, ties: str, context: int, sigma: float, rows: _Rows,
                 progress: ProgressCallback | None, done: list[int], total: int
                 ) -> Iterator[tuple[str, Reliance, dict[str, dict[str, np.ndarray]]]]:
-    """Every test model's results in family order, from ``cfg.workers`` processes (forked, one
-    torch thread each, as PyTorch's DataLoader does) or from this one."""
+    """Every test model's results in family order, from ``cfg.workers`` processes (started by
+    ``runs.processes``, one torch thread each) or from this one."""
     if cfg.workers == 1 or len(family) == 1:
         for name, _, _ in family:
             rel, values = _per_model(cfg, name, methods, scenes, frozen, ties, context, sigma, rows,
                                      progress, done, total)  # fmt: skip
             yield name, rel, values
         return
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    from motion_relevance.runs.processes import process_context, workers_starting
+
+    ctx = process_context(__name__)
     with ProcessPoolExecutor(max_workers=min(cfg.workers, len(family)), mp_context=ctx) as pool:
-        futures = [(name, pool.submit(_model_job, cfg, name, methods, scenes, frozen, ties, context, sigma))
-                   for name, _, _ in family]  # fmt: skip
+        with workers_starting():  # started on the first submit
+            futures = [(name, pool.submit(_model_job, cfg, name, methods, scenes, frozen, ties, context, sigma))
+                       for name, _, _ in family]  # fmt: skip
         for name, future in futures:
             rel, values, model_rows = future.result()
             rows.rows.extend(model_rows)
