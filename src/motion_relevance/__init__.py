@@ -7,6 +7,7 @@ Public API (see ``docs/architecture.md``)::
     clips = spec.preprocess(video.frames)
     expl = mr.explain(model, clips, method="integrated_gradients")
     sel = mr.selective_relevance(expl.relevance, sigma=1.0)
+    rel = mr.motion_reliance(model, clips)     # behavioural: frame-order interventions
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ _LAZY = {
     "list_models": "motion_relevance.models",
     "InputSpec": "motion_relevance.models",
     "read_video": "motion_relevance.video",
+    "motion_reliance": "motion_relevance.metrics.motion_reliance",
+    "MotionReliance": "motion_relevance.metrics.motion_reliance",
     "Video": "motion_relevance.video",
 }
 
 if TYPE_CHECKING:
     from motion_relevance.attribution import Explanation, explain, list_methods
+    from motion_relevance.metrics.motion_reliance import MotionReliance, motion_reliance
     from motion_relevance.models import InputSpec, list_models, load_model
     from motion_relevance.video import Video, read_video
 
@@ -58,6 +62,7 @@ __all__ = [
     "Explanation",
     "InputSpec",
     "MotionRelevanceError",
+    "MotionReliance",
     "SelectiveRelevance",
     "Video",
     "__version__",
@@ -65,6 +70,7 @@ __all__ = [
     "list_methods",
     "list_models",
     "load_model",
+    "motion_reliance",
     "read_video",
     "selective_relevance",
     "temporal_gradient",
