@@ -14,6 +14,7 @@ on a file system every worker sees (NFS, Lustre, ...).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -270,14 +271,24 @@ def ray_units(
             ray.shutdown()
 
 
-_END = object()
+def _stop(thread: threading.Thread, before: set[threading.Thread]) -> None:
+    """End the reading ``thread``: shut down the Ray Data executors started since ``before``
+    (each runs as a thread of its own, a ``StreamingExecutor``), which ends the iteration, and
+    wait for it. Without this, an executor outlives ``ray.shutdown`` after a stall, logs
+    tracebacks and re-initialises Ray on its own."""
+    for t in threading.enumerate():
+        if t not in before and type(t).__name__ == "StreamingExecutor" and hasattr(t, "shutdown"):
+            with contextlib.suppress(Exception):
+                t.shutdown(force=True)
+    thread.join(timeout=10)
 
 
 def _watched(rows: Iterator[Any], stall_timeout: float, waiting: dict[int, VideoEntry]) -> Iterator[Any]:
     """``rows`` read in a helper thread, with a watchdog: RunAborted when no row arrives for
     ``stall_timeout`` seconds (``waiting``: the videos not yet returned, named in the error).
-    Errors of the iteration are raised here, in the caller's thread."""
-    arrived: queue.Queue[Any] = queue.Queue(maxsize=1)
+    Errors of the iteration are raised here, in the caller's thread; however this generator
+    ends, the reading thread has ended first."""
+    arrived: queue.Queue[Any] = queue.Queue()
 
     def pump() -> None:
         try:
@@ -287,23 +298,28 @@ def _watched(rows: Iterator[Any], stall_timeout: float, waiting: dict[int, Video
         except BaseException as exc:  # handed to the caller's thread
             arrived.put(("error", exc))
 
-    threading.Thread(target=pump, name="ray-rows", daemon=True).start()
-    while True:
-        try:
-            kind, value = arrived.get(timeout=stall_timeout)
-        except queue.Empty:
-            names = [e.video for e in sorted(waiting.values(), key=lambda e: e.row)]
-            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-            raise RunAborted(
-                f"the Ray actors finished no video for {stall_timeout:g} s (not yet returned: "
-                f"{', '.join(repr(n) for n in names[:3])}{more}); the videos finished so far are kept: "
-                "rerun with --resume (raise --stall-timeout if one video can take this long)"
-            ) from None
-        if kind == "end":
-            return
-        if kind == "error":
-            raise value
-        yield value
+    before = set(threading.enumerate())
+    thread = threading.Thread(target=pump, name="ray-rows", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                kind, value = arrived.get(timeout=stall_timeout)
+            except queue.Empty:
+                names = [e.video for e in sorted(waiting.values(), key=lambda e: e.row)]
+                more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+                raise RunAborted(
+                    f"the Ray actors finished no video for {stall_timeout:g} s (not yet returned: "
+                    f"{', '.join(repr(n) for n in names[:3])}{more}); the videos finished so far are kept: "
+                    "rerun with --resume (raise --stall-timeout if one video can take this long)"
+                ) from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        _stop(thread, before)
 
 
 def _with_device(settings: BatchSettings, device: str) -> BatchSettings:
