@@ -79,10 +79,11 @@ class SelectiveRelevance:
 
     @cached_property
     def motion_score(self) -> torch.Tensor:
-        """``(N,)`` in [0, 1]: the calibrated motion score, ``sum|F(t-1) - F(t+1)| /
+        """``(N,)`` in [0, 1]: the motion score, ``sum|F(t-1) - F(t+1)| /
         sum(|F(t-1)| + |F(t+1)|)`` with ``F`` the smoothed channel sum of the relevance
         (``motion_relevance.motion_score``): unlike ``motion_share`` it does not rescale with
-        the map, so a tiny flicker scores near 0 and a moving blob near 1."""
+        the map, so a tiny flicker scores near 0 and a moving blob near 1. It measures whether
+        the explanation moves, not whether the model relies on motion (``mr.motion_reliance``)."""
         from motion_relevance.motion_score import motion_score
 
         score = motion_score(self.relevance if self.relevance.ndim == 5 else self.relevance[None])

@@ -1,5 +1,5 @@
 """Aggregate a batch run's per-clip rows into the spatial-bias number (the paper's motion share)
-and the calibrated motion score per class and method."""
+and the motion score per class and method."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def summarize(rows: pa.Table, *, by: str = "label") -> pa.Table:
     without a label form one group with a null label); ``"target_label"``/``"target"`` group by
     the explained class. Columns: ``method``, ``by``, ``videos``, ``clips``, ``failed_videos``,
     ``motion_share_mean`` (over clips), ``motion_share_std``, ``motion_share_video_mean`` (mean
-    of per-video means, every video weighs the same), the same three for the calibrated
+    of per-video means, every video weighs the same), the same three for the
     ``motion_score``, ``sparsity_mean``, ``probability_mean``.
     """
     if by not in GROUP_COLUMNS:

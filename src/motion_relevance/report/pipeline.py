@@ -73,7 +73,7 @@ LONG_REPORT_FRAMES = 1500
 #: One line per number a user reads (summary.json, the report, the CLI).
 MEANINGS = {
     "motion_score": "share of the explanation that changes between neighbouring frames, relative to its own "
-    "size (0 = static, 1 = all moving)",
+    "size (0 = static, 1 = all moving); whether the explanation moves, not whether the model relies on motion",
     "motion_share": "share of relevance above sigma std of its own temporal derivative (relative threshold: "
     "also high for tiny flicker)",
 }
