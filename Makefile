@@ -55,7 +55,9 @@ lint: setup
 
 # Tests run in a random order (pytest-randomly); the seed is printed, and `make test SEED=N`
 # repeats an order.
-SEED ?= $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+ifndef SEED
+SEED := $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+endif
 test: lint weights browser
 	@echo "test order: --randomly-seed=$(SEED)"
 	$(VENV)/bin/python -m pytest -q --randomly-seed=$(SEED)
