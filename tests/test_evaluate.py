@@ -13,15 +13,7 @@ import pytest
 import torch
 
 from motion_relevance.errors import InvalidInputError, OutputError, WeightsError
-from motion_relevance.models import synthetic_presets
-from motion_relevance.models.synthetic_presets import (
-    GRADED_SHA256,
-    SYNTHETIC_PRESETS,
-    build_synthetic,
-    synthetic_weights_available,
-)
-from motion_relevance.report.evaluation import FILES, write_evaluation
-from motion_relevance.runs.evaluate import (
+from motion_relevance.evidence.benchmark import (
     COLUMNS,
     SECTIONS,
     EvaluationConfig,
@@ -31,6 +23,14 @@ from motion_relevance.runs.evaluate import (
     random_mask_like,
     run_evaluation,
     share_on,
+)
+from motion_relevance.evidence.files import FILES, write_evaluation
+from motion_relevance.models import synthetic_presets
+from motion_relevance.models.synthetic_presets import (
+    GRADED_SHA256,
+    SYNTHETIC_PRESETS,
+    build_synthetic,
+    synthetic_weights_available,
 )
 
 PRESETS = tuple(SYNTHETIC_PRESETS)

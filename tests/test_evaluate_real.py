@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from motion_relevance.evidence.benchmark import example_videos
+from motion_relevance.evidence.files import FILES
 from motion_relevance.models import weights as wts
-from motion_relevance.report.evaluation import FILES
-from motion_relevance.runs.evaluate import example_videos
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

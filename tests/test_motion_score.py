@@ -71,7 +71,7 @@ def test_flicker_scores_its_relative_size() -> None:
 
 
 def test_moving_blob_sign_flips_and_pulses_score_high() -> None:
-    from motion_relevance.runs.evaluate import moving_blob
+    from motion_relevance.evidence.benchmark import moving_blob
 
     assert float(motion_score(moving_blob())[0]) > 0.5
     # a map that flips sign every two frames: F(t-1) = -F(t+1) everywhere inside the clip

@@ -422,8 +422,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from motion_relevance.report.evaluation import write_evaluation
-    from motion_relevance.runs.evaluate import EvaluationConfig, example_videos, run_evaluation
+    from motion_relevance.evidence.benchmark import EvaluationConfig, example_videos, run_evaluation
+    from motion_relevance.evidence.files import write_evaluation
 
     overrides: dict[str, object] = {}
     if args.methods:

@@ -13,6 +13,7 @@ engines use to build the model where it runs (once per process or Ray actor), an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -36,15 +37,15 @@ from motion_relevance.runs import (
     ExplainSettings,
     ModelSource,
     SelectiveSettings,
-    explain_and_select,
     is_auto,
     label_name,
     one_line,
     resolve_device,
-    split_context,
     with_context,
 )
-from motion_relevance.video import ClipWindow, iter_clips, probe
+from motion_relevance.runs.recipe import Recipe
+from motion_relevance.runs.stream import Chunk, stream
+from motion_relevance.video import iter_clips, probe
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,11 @@ class BatchSettings:
     def selective(self) -> SelectiveSettings:
         return SelectiveSettings(self.sigma, self.padding, self.derivative)
 
+    @property
+    def recipe(self) -> Recipe:
+        """What the rows depend on, as the one record the stream takes."""
+        return Recipe(self.methods, self.method_options, self.selective, self.explaining, self.seed)
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings the rows depend on (``run.json``; a resume must match them)."""
         return {
@@ -177,15 +183,8 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-@dataclass(frozen=True)
-class PreparedChunk:
-    """Up to ``clip_batch`` clips of one video, decoded and preprocessed: the model's input."""
-
-    windows: tuple[ClipWindow, ...]
-    frames: int
-    """Frames of each clip without its context frames."""
-    inputs: torch.Tensor
-    """(n, C, frames + 2k, H, W) float32 on the CPU, k context frames on each side."""
+#: A chunk of ``clip_batch`` decoded and preprocessed clips (``runs.stream.Chunk``).
+PreparedChunk = Chunk
 
 
 class RunAborted(MotionRelevanceError):
@@ -274,7 +273,6 @@ class UnitProcessor:
         unwritable store (``OutputError``) raises. ``chunks``: the video already decoded and
         preprocessed (by ``prepare_unit``, e.g. in a decode worker); None decodes it here."""
         s = self.settings
-        selective = s.selective
         per_method = {m: _MethodRows() for m in s.methods}
         writer = None
         start_frames: list[int] = []
@@ -288,30 +286,24 @@ class UnitProcessor:
             target = self._target(entry)
             if chunks is None:
                 chunks = prepare_unit(entry, self.spec, s)
-            for prepared in chunks:
-                chunk = prepared.windows
-                first = chunk[0].index
+            seeds = functools.partial(unit_seed, s.seed, entry.row)
+            results = stream(self.model, self.spec, chunks, s.recipe, target=target, seeds=seeds, keep_going=True)
+            for result in results:
+                chunk = result.chunk.windows
                 start_frames += [w.frame_indices[0] for w in chunk]
-                extended = prepared.inputs.to(self.device)
-                clips, context = split_context(extended, s.context_frames, prepared.frames)
-                for method in s.methods:
+                for method, message in result.errors.items():
+                    rows = per_method[method]
+                    if rows.error is None:
+                        log.warning("%s failed on %s: %s", method, entry.video, message)
+                        rows.error = message
+                        if writer is not None:
+                            writer.drop(method)
+                for method, step in result.steps.items():
                     rows = per_method[method]
                     if rows.error is not None:
                         continue
                     t0 = time.perf_counter()
                     try:
-                        step = explain_and_select(
-                            self.model,
-                            clips,
-                            method,
-                            selective,
-                            target=target,
-                            spec=self.spec,
-                            seed=unit_seed(s.seed, entry.row, method, first),
-                            options=s.method_options.get(method, {}),
-                            context=context,
-                            **s.explaining.kwargs(),
-                        )
                         expl, sel = step.explanation, step.selective
                         probs = torch.softmax(expl.logits.detach().float(), dim=1)
                         tgt = expl.target.to(probs.device).long()
@@ -325,11 +317,11 @@ class UnitProcessor:
                     except Exception as exc:  # a method failing on this video is a row, not a crash
                         log.warning("%s failed on %s: %s", method, entry.video, one_line(exc), exc_info=log.isEnabledFor(logging.DEBUG))
                         rows.error = one_line(exc)
-                        rows.error_seconds += time.perf_counter() - t0
+                        rows.error_seconds += step.seconds + time.perf_counter() - t0
                         if writer is not None:
                             writer.drop(method)
                         continue
-                    each = (time.perf_counter() - t0) / len(chunk)
+                    each = (step.seconds + time.perf_counter() - t0) / len(chunk)
                     rows.clip += [w.index for w in chunk]
                     rows.start_frame += [w.frame_indices[0] for w in chunk]
                     rows.target += tgt.cpu().tolist()

@@ -1,6 +1,6 @@
 """Metrics of explanations: ground-truth motion precision, motion-share separation (AUROC),
 sparsity, frozen clips, the frozen-frame decomposition baseline, deletion faithfulness and
-optical-flow precision, reliance by intervention and bootstrap CIs; :mod:`motion_relevance.runs.evaluate` runs them as a benchmark.
+optical-flow precision, reliance by intervention and bootstrap CIs; :mod:`motion_relevance.evidence` runs them as a benchmark.
 """
 
 from __future__ import annotations

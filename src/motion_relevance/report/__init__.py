@@ -1,6 +1,6 @@
 """Explanations out: overlays and colormaps, filmstrips, side-by-side videos, the interactive
-HTML report, the ``explain_video`` pipeline behind ``motion-relevance explain``/``demo``, and
-the files of ``motion-relevance evaluate`` (``report.evaluation.write_evaluation``).
+HTML report and the ``explain_video`` pipeline behind ``motion-relevance explain``/``demo``
+(the files of ``motion-relevance evaluate`` are written by ``evidence``).
 
     from motion_relevance.report import explain_video
     result = explain_video("clip.mp4", "out/", model="i3d-kinetics400",

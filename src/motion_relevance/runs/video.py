@@ -29,14 +29,16 @@ from torch import nn
 
 from motion_relevance.checks import optional_positive_int
 from motion_relevance.errors import InvalidInputError
+from motion_relevance.metrics.motion_reliance import MotionReliance
 from motion_relevance.models.spec import InputSpec
 from motion_relevance.motion_score import motion_score
-from motion_relevance.runs.context import ExplainSettings, split_context, with_context
-from motion_relevance.runs.methods import resolve_methods
+from motion_relevance.runs.context import ExplainSettings, with_context
 from motion_relevance.runs.model import Model, ModelSource, module_device, resolve_device
 from motion_relevance.runs.progress import ProgressCallback, report
+from motion_relevance.runs.recipe import Recipe
 from motion_relevance.runs.settings import SelectiveSettings, check_stride
-from motion_relevance.runs.steps import Step, explain_and_select
+from motion_relevance.runs.steps import Step
+from motion_relevance.runs.stream import Chunk, single_windows, stream
 from motion_relevance.runs.targets import check_target
 from motion_relevance.video import ClipWindow, VideoInfo, iter_clips, probe
 
@@ -47,10 +49,7 @@ class VideoRequest:
 
     info: VideoInfo
     source: ModelSource
-    methods: tuple[str, ...]
-    options: dict[str, dict[str, Any]]
-    settings: SelectiveSettings
-    explaining: ExplainSettings
+    recipe: Recipe
     target: int | str | None
     start: float | None
     end: float | None
@@ -82,11 +81,14 @@ class VideoRequest:
         context_frames: int = 0,
         precision: str = "float32",
         tf32: bool = False,
+        reliance: int = 0,
     ) -> VideoRequest:
         """Check every setting and the video's header; one-line errors, nothing heavy."""
-        names, options = resolve_methods(methods, method_options)
-        settings = SelectiveSettings(sigma, padding, derivative)
-        explaining = ExplainSettings(ties, context_frames, precision, tf32)
+        recipe = Recipe(
+            methods=methods, options=method_options or {},
+            selective=SelectiveSettings(sigma, padding, derivative),
+            explaining=ExplainSettings(ties, context_frames, precision, tf32), reliance=reliance,
+        )  # fmt: skip
         source = ModelSource.of(model, spec=spec, weights=weights, num_classes=num_classes)
         if device is None and source.built is not None:  # a built model stays where it is
             resolved_device = module_device(source.built[0])
@@ -94,10 +96,23 @@ class VideoRequest:
             resolved_device = resolve_device(device)
         stride = optional_positive_int("stride", stride)
         info = probe(video, count_frames=False)  # a bad video fails here, before any heavy work
-        return cls(
-            info, source, names, {m: options.get(m, {}) for m in names}, settings, explaining, target,
-            start, end, stride, max_side, resolved_device,
-        )  # fmt: skip
+        return cls(info, source, recipe, target, start, end, stride, max_side, resolved_device)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return self.recipe.methods
+
+    @property
+    def options(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.recipe.options
+
+    @property
+    def settings(self) -> SelectiveSettings:
+        return self.recipe.selective
+
+    @property
+    def explaining(self) -> ExplainSettings:
+        return self.recipe.explaining
 
     def load(self) -> VideoRun:
         """Build the model on the run's device and check what needs its InputSpec."""
@@ -225,6 +240,8 @@ class WindowSteps:
     frames: np.ndarray
     """uint8 (T, H, W, 3): the window's decoded frames."""
     steps: dict[str, Step] = field(default_factory=dict)
+    reliance: MotionReliance | None = None
+    """The window's motion reliance (``recipe.reliance`` > 0)."""
 
 
 def explain_windows(
@@ -234,26 +251,26 @@ def explain_windows(
     progress: ProgressCallback | None = None,
     num_windows: int | None = None,
 ) -> Iterator[WindowSteps]:
-    """Pass 2: every method on every window (explaining class ``target``); adds each step to
-    ``totals`` and reports one task per method."""
+    """Pass 2: the video's windows, one per chunk, through ``runs.stream`` (explaining class
+    ``target``); adds each step to ``totals`` and reports one task per method."""
     r = run.request
-    target_tensor = torch.tensor([target])
     for name in r.methods:
         report(progress, name, 0, num_windows)
-    k_context = r.explaining.context_frames
-    windows = with_context(run.clips(quiet=True), k_context)  # pass-1 warnings not repeated
-    for k, (window, frames, extended) in enumerate(windows, start=1):
-        clip, context = split_context(run.spec.preprocess(extended).to(r.device), k_context, len(frames))
-        steps: dict[str, Step] = {}
-        for name in r.methods:
-            step = explain_and_select(
-                run.module, clip, name, r.settings, target=target_tensor, spec=run.spec, options=r.options[name],
-                context=context, **r.explaining.kwargs(),
-            )  # fmt: skip
+    frames_of: dict[int, np.ndarray] = {}
+
+    def chunks() -> Iterator[Chunk]:
+        windows = with_context(run.clips(quiet=True), r.explaining.context_frames)  # pass-1 warnings not repeated
+        for chunk, frames in single_windows(windows, run.spec):
+            frames_of[chunk.windows[0].index] = frames
+            yield chunk
+
+    results = stream(run.module, run.spec, chunks(), r.recipe, target=torch.tensor([target]))
+    for k, result in enumerate(results, start=1):
+        window = result.chunk.windows[0]
+        for name, step in result.steps.items():
             totals[name].add(window, step)
-            steps[name] = step
             report(progress, name, k, num_windows)
-        yield WindowSteps(window, frames, steps)
+        yield WindowSteps(window, frames_of.pop(window.index), dict(result.steps), result.reliance)
 
 
 __all__ = [

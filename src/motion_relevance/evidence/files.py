@@ -1,4 +1,4 @@
-"""Write an :class:`~motion_relevance.runs.evaluate.Evaluation`: CSV, Markdown and PNG plots.
+"""Write an :class:`~motion_relevance.evidence.benchmark.Evaluation`: CSV, Markdown and PNG plots.
 
 Files: ``results.csv`` (the tidy table, every number with its 95 % CI), ``results.md``
 (readable tables, settings chosen on validation first) and ``score_vs_reliance.png`` (per
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from motion_relevance.errors import OutputError
-from motion_relevance.runs.evaluate import COLUMNS, SCORES, Evaluation
+from motion_relevance.evidence.benchmark import COLUMNS, SCORES, Evaluation
 
 FILES: tuple[str, ...] = ("results.csv", "results.md", "score_vs_reliance.png")
 

@@ -1,0 +1,119 @@
+"""The one window loop: ``stream`` turns chunks of a video's preprocessed windows into
+per-chunk results (every method's explanation and selective split, and the motion reliance).
+
+Every command feeds it and consumes what it yields: the report (``report.pipeline``) one window
+per chunk, the batch unit (``batch.pipeline``) ``clip_batch`` windows per chunk, decoded in this
+process, by decode workers or by Ray tasks. Nothing else in the package loops over windows to
+explain them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from motion_relevance.metrics.motion_reliance import MotionReliance, motion_reliance
+from motion_relevance.models.spec import InputSpec
+from motion_relevance.runs.context import split_context
+from motion_relevance.runs.model import one_line
+from motion_relevance.runs.recipe import Recipe
+from motion_relevance.runs.steps import Step, explain_and_select
+from motion_relevance.video import ClipWindow
+
+log = logging.getLogger(__name__)
+
+#: Seed of one explain call from (method, index of the chunk's first window); the reliance's
+#: permutations use the method name "reliance".
+Seeds = Callable[[str, int], int]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Up to ``clip_batch`` windows of one video, decoded and preprocessed: the model's input."""
+
+    windows: tuple[ClipWindow, ...]
+    frames: int
+    """T of each clip (without context)."""
+    inputs: torch.Tensor
+    """float32 ``(N, 3, T + 2k, H, W)``: the clips with ``k`` context frames on each side."""
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What the stream found on one chunk."""
+
+    chunk: Chunk
+    steps: Mapping[str, Step] = field(default_factory=dict)
+    """Every method that explained the chunk."""
+    errors: Mapping[str, str] = field(default_factory=dict)
+    """One-line error of every method that failed on this chunk or an earlier one of the stream
+    (``keep_going``: a failed method is not run again on the same video)."""
+    reliance: MotionReliance | None = None
+    """The motion reliance of the chunk's clips (``recipe.reliance`` > 0)."""
+    seconds_reliance: float = 0.0
+
+
+def stream(
+    model: nn.Module,
+    spec: InputSpec,
+    chunks: Iterable[Chunk],
+    recipe: Recipe,
+    *,
+    target: Any = None,
+    seeds: Seeds | None = None,
+    keep_going: bool = False,
+) -> Iterator[ChunkResult]:
+    """Explain every chunk with every method of ``recipe`` (explaining ``target``: None for the
+    predicted class, an index, a label name or a tensor per clip) and measure its motion
+    reliance. ``seeds`` gives each call its seed (default: ``recipe.seed``). ``keep_going``: a
+    method that raises becomes an error of the result and is skipped on the following chunks
+    (the batch unit's rule); otherwise the error propagates (the report's)."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    k = recipe.explaining.context_frames
+    failed: dict[str, str] = {}
+    for chunk in chunks:
+        first = chunk.windows[0].index
+        clips, context = split_context(chunk.inputs.to(device), k, chunk.frames)
+        steps: dict[str, Step] = {}
+        for method in recipe.methods:
+            if method in failed:
+                continue
+            try:
+                steps[method] = explain_and_select(
+                    model, clips, method, recipe.selective, target=target, spec=spec,
+                    seed=recipe.seed if seeds is None else seeds(method, first), options=recipe.options[method],
+                    context=context, **recipe.explaining.kwargs(),
+                )  # fmt: skip
+            except Exception as exc:
+                if not keep_going:
+                    raise
+                log.debug("%s failed", method, exc_info=True)
+                failed[method] = one_line(exc)
+        reliance, seconds = None, 0.0
+        if recipe.reliance:
+            t0 = time.perf_counter()
+            explained = next(iter(steps.values()), None)
+            reliance = motion_reliance(
+                model, clips, target=None if explained is None else explained.explanation.target,
+                permutations=recipe.reliance, seed=recipe.seed if seeds is None else seeds("reliance", first),
+            )  # fmt: skip
+            seconds = time.perf_counter() - t0
+        yield ChunkResult(chunk, steps, dict(failed), reliance, seconds)
+
+
+def single_windows(
+    windows: Iterable[tuple[ClipWindow, Any, Any]], spec: InputSpec
+) -> Iterator[tuple[Chunk, Any]]:
+    """``(chunk, frames)`` of one window each from ``(window, frames, extended)`` triples
+    (``runs.with_context``): the report's feed."""
+    for window, frames, extended in windows:
+        yield Chunk((window,), len(frames), spec.preprocess(extended)), frames
+
+
+__all__ = ["Chunk", "ChunkResult", "Seeds", "single_windows", "stream"]
