@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+import motion_relevance as mr
 from motion_relevance import cli
 from motion_relevance.attribution import explain
 from motion_relevance.batch import (
@@ -28,6 +29,7 @@ from motion_relevance.batch import (
     run_batch,
     summarize,
 )
+from motion_relevance.batch.pipeline import unit_seed
 from motion_relevance.errors import InvalidInputError, OutputError, UnknownNameError
 from motion_relevance.metrics.sparsity import sparsity_ratio
 from motion_relevance.motion_score import motion_score
@@ -162,6 +164,32 @@ def test_rows_match_a_direct_explanation(reference, dataset: Path) -> None:
         np.testing.assert_allclose(motion, sel.motion.numpy(), atol=1e-3 * scale.max())
 
 
+def test_reliance_rows_match_a_direct_measurement_and_feed_the_per_class_table(reference, dataset: Path) -> None:
+    model, spec = build_tiny()
+    entry = read_manifest(dataset)[1]
+    clips = sample_clips(read_video(entry.path), spec)
+    x = spec.preprocess(clips.frames)
+    seed = unit_seed(0, entry.row, "reliance", clips.windows[0].index)  # the chunk's seed (one chunk here)
+    want = mr.motion_reliance(model, x, permutations=8, seed=seed).score.double()
+    rows = reference.rows.filter(pc.equal(reference.rows["row"], entry.row))
+    for method in METHODS:  # one number per clip, whatever the method
+        got = rows.filter(pc.equal(rows["method"], method)).column("motion_reliance").to_pylist()
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    ok = reference.rows.filter(pc.is_null(reference.rows["error"]))
+    for row in reference.summary.to_pylist():
+        mask = pc.and_(pc.equal(ok["method"], row["method"]), pc.equal(ok["label"], row["label"]))
+        if row["label"] is None or row["clips"] == 0:
+            continue
+        values = ok.filter(mask).column("motion_reliance").to_pylist()
+        assert row["motion_reliance_mean"] == pytest.approx(float(np.mean(values)))
+
+
+def test_reliance_zero_leaves_the_column_empty(dataset: Path, tmp_path: Path) -> None:
+    result = run_batch(dataset, tmp_path / "store", model=build_tiny, methods="saliency", reliance=0)
+    assert result.rows.column("motion_reliance").null_count == len(result.rows)
+    assert json.loads((result.store / "run.json").read_text())["settings"]["reliance_permutations"] == 0
+
+
 def test_summary_is_the_mean_of_the_rows(reference) -> None:
     rows = reference.rows.to_pylist()
     summary = {(r["method"], r["label"]): r for r in reference.summary.to_pylist()}
@@ -267,17 +295,20 @@ def test_existing_store_needs_resume_and_same_settings(reference, dataset: Path)
                   save_maps=True, resume=True)
 
 
-def test_a_store_without_the_motion_score_column_is_refused(reference, tmp_path: Path, dataset: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_store_of_an_earlier_format_is_refused(reference, tmp_path: Path, dataset: Path, version: int) -> None:
     out = tmp_path / "store"
     shutil.copytree(reference.store, out)
     described = json.loads((out / "run.json").read_text())
-    described["format"] = 1
-    for key in ("ties", "context_frames"):  # what an earlier version wrote
-        del described["settings"][key]
+    described["format"] = version
+    del described["settings"]["reliance_permutations"]  # what an earlier version wrote
+    if version == 1:
+        for key in ("ties", "context_frames"):
+            del described["settings"][key]
     (out / "run.json").write_text(json.dumps(described))
-    with pytest.raises(OutputError, match=r"earlier version .* without the motion_score column") as info:
+    with pytest.raises(OutputError, match=rf"earlier version \(store format {version}.*motion_reliance") as info:
         run_batch(dataset, out, model=build_tiny, methods=list(METHODS), save_maps=True, resume=True)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "choose a new --out" in str(info.value)
 
 
 def test_context_frames_come_from_the_video(dataset: Path, tmp_path: Path) -> None:

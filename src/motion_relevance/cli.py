@@ -200,6 +200,9 @@ def _add_run_options(p: argparse.ArgumentParser, *, model_help: str, target_help
                    "maps differ by a few per cent, docs/batch.md)")
     p.add_argument("--tf32", action="store_true",
                    help="allow TF32 convolutions on the GPU (faster; maps then differ from the CPU's by ~7%%)")
+    p.add_argument("--reliance", type=int, metavar="K",
+                   help="random frame orders per window for the motion reliance (about K + 10 extra forward passes "
+                   "per window; 0 leaves it out; default: 8)")
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, object]:
@@ -220,6 +223,7 @@ def _run_options(args: argparse.Namespace) -> dict[str, object]:
         "context_frames": args.context_frames,
         "precision": args.precision,
         "tf32": args.tf32,
+        **({} if args.reliance is None else {"reliance": args.reliance}),
     }
 
 
@@ -264,6 +268,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
               f"{100 * m.motion_share:5.1f}%  ({m.seconds:.1f} s)")
     from motion_relevance.report.pipeline import MEANINGS
 
+    r = result.reliance
+    if r is not None:
+        print(f"motion reliance {100 * r.score:5.1f}%  [{100 * r.low:.1f}, {100 * r.high:.1f}] "
+              f"({r.permutations} frame orders per window)")
+        print(f"motion reliance: {MEANINGS['motion_reliance']}")
     print(f"motion score: {MEANINGS['motion_score']}")
     print(f"motion share (paper): {MEANINGS['motion_share']}")
     print(f"report: {result.report}")
@@ -383,13 +392,22 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         f"done {result.done}, failed {result.failed}, skipped {result.skipped} "
         f"of {result.total} videos ({result.clips} clip rows) in {result.seconds:.1f} s -> {result.store}"
     )
+    from motion_relevance.report.pipeline import MEANINGS
+
+    def shown(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    reliance_by_label: dict[str, float | None] = {}
     for row in result.summary.to_pylist():
         label = row["label"] if row["label"] is not None else "(no label)"
-        score, share = row["motion_score_mean"], row["motion_share_mean"]
-        shown_score = "-" if score is None else f"{score:.3f}"
-        shown = "-" if share is None else f"{share:.3f}"
-        print(f"  {row['method']:24s} {label:24s} motion score {shown_score}  motion share (paper) {shown} "
-              f"over {row['clips']} clips, {row['videos']} videos")
+        reliance_by_label.setdefault(label, row["motion_reliance_mean"])
+        print(f"  {row['method']:24s} {label:24s} motion score {shown(row['motion_score_mean'])}  motion share (paper) "
+              f"{shown(row['motion_share_mean'])} over {row['clips']} clips, {row['videos']} videos")
+    if any(v is not None for v in reliance_by_label.values()):
+        print("motion reliance per class (mean over clips):")
+        for label, value in sorted(reliance_by_label.items(), key=lambda kv: -1.0 if kv[1] is None else -kv[1]):
+            print(f"  {label:24s} {shown(value)}")
+        print(f"motion reliance: {MEANINGS['motion_reliance']}")
     return 0
 
 

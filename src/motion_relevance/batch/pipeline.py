@@ -43,7 +43,7 @@ from motion_relevance.runs import (
     resolve_device,
     with_context,
 )
-from motion_relevance.runs.recipe import Recipe
+from motion_relevance.runs.recipe import DEFAULT_RELIANCE, Recipe
 from motion_relevance.runs.stream import Chunk, stream
 from motion_relevance.video import iter_clips, probe
 
@@ -100,6 +100,9 @@ class BatchSettings:
     the cluster allows). How the run runs, not what it computes."""
     prefetch: int = 2
     """Chunks of ``clip_batch`` clips each decode worker may hold ready (bounds memory)."""
+    reliance: int = DEFAULT_RELIANCE
+    """Random frame orders per clip for the motion reliance (``mr.motion_reliance``; 0: not
+    measured, the column stays empty)."""
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
     """Seconds without progress (a decode worker's next chunk, a Ray actor's next finished video)
     after which the run stops with an error naming the worker and the video; how the run runs."""
@@ -126,6 +129,7 @@ class BatchSettings:
         explaining = self.explaining
         object.__setattr__(self, "context_frames", explaining.context_frames)
         object.__setattr__(self, "precision", explaining.precision)
+        self.recipe  # noqa: B018 - the recipe checks the reliance count (one rule for every command)
         unknown = set(self.method_options) - set(self.methods)
         if unknown:
             raise InvalidInputError(f"options given for {sorted(unknown)[0]!r}, a method that is not run; add it to the methods")
@@ -141,7 +145,7 @@ class BatchSettings:
     @property
     def recipe(self) -> Recipe:
         """What the rows depend on, as the one record the stream takes."""
-        return Recipe(self.methods, self.method_options, self.selective, self.explaining, self.seed)
+        return Recipe(self.methods, self.method_options, self.selective, self.explaining, self.seed, self.reliance)
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings the rows depend on (``run.json``; a resume must match them)."""
@@ -158,6 +162,7 @@ class BatchSettings:
             "save_maps": self.save_maps,
             "clip_batch": self.clip_batch,
             **self.explaining.describe(),
+            "reliance_permutations": self.reliance,
         }
 
 
@@ -227,6 +232,7 @@ class _MethodRows:
     probability: list[float] = field(default_factory=list)
     motion_share: list[float] = field(default_factory=list)
     motion_score: list[float] = field(default_factory=list)
+    motion_reliance: list[float | None] = field(default_factory=list)
     sparsity: list[float | None] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     error: str | None = None
@@ -328,6 +334,9 @@ class UnitProcessor:
                     rows.probability += prob.cpu().double().tolist()
                     rows.motion_share += sel.motion_share.detach().cpu().double().tolist()
                     rows.motion_score += score.detach().cpu().double().tolist()
+                    rows.motion_reliance += (
+                        [None] * len(chunk) if result.reliance is None else result.reliance.score.double().tolist()
+                    )
                     rows.sparsity += [None if math.isnan(v) else v for v in sparsity.cpu().double().tolist()]
                     rows.seconds += [each] * len(chunk)
             if writer is not None:
@@ -358,6 +367,7 @@ class UnitProcessor:
                 columns["probability"].append(None)
                 columns["motion_share"].append(None)
                 columns["motion_score"].append(None)
+                columns["motion_reliance"].append(None)
                 columns["sparsity"].append(None)
                 columns["seconds"].append(rows.error_seconds)
                 columns["error"].append(rows.error)
@@ -370,6 +380,7 @@ class UnitProcessor:
                 columns["probability"] += rows.probability
                 columns["motion_share"] += rows.motion_share
                 columns["motion_score"] += rows.motion_score
+                columns["motion_reliance"] += rows.motion_reliance
                 columns["sparsity"] += rows.sparsity
                 columns["seconds"] += rows.seconds
                 columns["error"] += [None] * n

@@ -28,7 +28,13 @@ from motion_relevance.batch.summary import summarize
 from motion_relevance.checks import optional_positive_int
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.spec import InputSpec
-from motion_relevance.runs import ModelBuilder, ModelSource, check_callback, resolve_methods
+from motion_relevance.runs import (
+    DEFAULT_RELIANCE,
+    ModelBuilder,
+    ModelSource,
+    check_callback,
+    resolve_methods,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +163,7 @@ def run_batch(
     decode_workers: int | None = None,
     prefetch: int = 2,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    reliance: int = DEFAULT_RELIANCE,
 ) -> BatchResult:
     """Explain every video of ``manifest`` with every method into the store ``out``.
 
@@ -169,7 +176,8 @@ def run_batch(
     neighbouring frames of its video on each side); both are part of the run's settings.
     ``stall_timeout``: seconds without progress (a decode worker's next chunk, a Ray actor's next
     finished video) before the run stops with ``RunAborted`` naming the worker and the video;
-    finished videos stay committed, so ``resume`` continues.
+    finished videos stay committed, so ``resume`` continues. ``reliance``: random frame orders
+    per clip for the ``motion_reliance`` column (0 leaves it empty).
     """
     started = time.perf_counter()
     callback = check_callback(callback, "callback")
@@ -198,6 +206,7 @@ def run_batch(
         decode_workers=decode_workers,
         prefetch=prefetch,
         stall_timeout=stall_timeout,
+        reliance=reliance,
     )
     source = ModelSource.of(model, weights=weights, num_classes=num_classes)
     if engine == "ray" and not source.picklable:

@@ -52,6 +52,7 @@ ROW_SCHEMA = pa.schema(
         pa.field("sigma", pa.float64(), nullable=False),
         pa.field("motion_share", pa.float64()),
         pa.field("motion_score", pa.float64()),
+        pa.field("motion_reliance", pa.float64()),
         pa.field("sparsity", pa.float64()),
         pa.field("seconds", pa.float64(), nullable=False),
         pa.field("error", pa.string()),
@@ -61,8 +62,9 @@ ROW_SCHEMA = pa.schema(
 #: Columns that measure time and so differ between two runs of the same settings.
 TIMING_COLUMNS: tuple[str, ...] = ("seconds",)
 
-#: Version of run.json and the row schema; 2 added the ``motion_score`` column.
-FORMAT = 2
+#: Version of run.json and the row schema; 2 added the ``motion_score`` column, 3 the
+#: ``motion_reliance`` column.
+FORMAT = 3
 
 OK, FAILED = "ok", "failed"
 _STATUSES = (OK, FAILED)
@@ -151,7 +153,7 @@ class ResultStore:
             if version != FORMAT:
                 raise OutputError(
                     f"{self.path} was written by an earlier version (store format {version}, rows without the "
-                    "motion_score column) and cannot be resumed; choose a new --out"
+                    f"columns of format {FORMAT}: motion_score, motion_reliance) and cannot be resumed; choose a new --out"
                 )
             if old != settings:
                 raise OutputError(

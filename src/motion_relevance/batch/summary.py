@@ -20,7 +20,8 @@ def summarize(rows: pa.Table, *, by: str = "label") -> pa.Table:
     the explained class. Columns: ``method``, ``by``, ``videos``, ``clips``, ``failed_videos``,
     ``motion_share_mean`` (over clips), ``motion_share_std``, ``motion_share_video_mean`` (mean
     of per-video means, every video weighs the same), the same three for the
-    ``motion_score``, ``sparsity_mean``, ``probability_mean``.
+    ``motion_score`` and the ``motion_reliance`` (by label: which classes the model recognises by
+    frame order and which by appearance), ``sparsity_mean``, ``probability_mean``.
     """
     if by not in GROUP_COLUMNS:
         raise InvalidInputError(f"summaries group by one of {', '.join(GROUP_COLUMNS)}, not {by!r}")
@@ -40,19 +41,21 @@ def summarize(rows: pa.Table, *, by: str = "label") -> pa.Table:
             ("motion_share", "stddev", pc.VarianceOptions(ddof=1)),
             ("motion_score", "mean"),
             ("motion_score", "stddev", pc.VarianceOptions(ddof=1)),
+            ("motion_reliance", "mean"),
+            ("motion_reliance", "stddev", pc.VarianceOptions(ddof=1)),
             ("sparsity", "mean"),
             ("probability", "mean"),
         ]
     )
     per_video = (
         ok.group_by([*keys, "row"], use_threads=False)
-        .aggregate([("motion_share", "mean"), ("motion_score", "mean")])
+        .aggregate([("motion_share", "mean"), ("motion_score", "mean"), ("motion_reliance", "mean")])
         .group_by(keys, use_threads=False)
-        .aggregate([("motion_share_mean", "mean"), ("motion_score_mean", "mean")])
+        .aggregate([("motion_share_mean", "mean"), ("motion_score_mean", "mean"), ("motion_reliance_mean", "mean")])
     )
     failures = failed.group_by(keys, use_threads=False).aggregate([("row", "count_distinct")])
     failures = failures.rename_columns([*keys, "failed_videos"])
-    per_video = per_video.rename_columns([*keys, "share_video_mean", "score_video_mean"])
+    per_video = per_video.rename_columns([*keys, "share_video_mean", "score_video_mean", "reliance_video_mean"])
     table = per_clip.join(per_video, keys=keys, join_type="full outer", use_threads=False)
     table = table.join(failures, keys=keys, join_type="full outer", use_threads=False)
     columns = {
@@ -67,6 +70,9 @@ def summarize(rows: pa.Table, *, by: str = "label") -> pa.Table:
         "motion_score_mean": table["motion_score_mean"],
         "motion_score_std": table["motion_score_stddev"],
         "motion_score_video_mean": table["score_video_mean"],
+        "motion_reliance_mean": table["motion_reliance_mean"],
+        "motion_reliance_std": table["motion_reliance_stddev"],
+        "motion_reliance_video_mean": table["reliance_video_mean"],
         "sparsity_mean": table["sparsity_mean"],
         "probability_mean": table["probability_mean"],
     }

@@ -35,7 +35,7 @@ from motion_relevance.errors import InvalidInputError
 #: Block lengths of the block-shuffle interventions (frames kept in order inside a block).
 BLOCKS: tuple[int, ...] = (2, 4, 8)
 #: Random orders drawn per block length.
-BLOCK_SAMPLES = 4
+BLOCK_SAMPLES = 2
 #: Relative float tolerance below which the order and appearance parts count as 0: float32
 #: forward passes of a permuted clip differ from the clip's by summation order alone.
 TOLERANCE = 1e-4

@@ -246,6 +246,43 @@ def _fmt_prob(p: float) -> str:
     return f"{100 * p:.1f}%"
 
 
+def _reliance_block(reliance: Any, meaning: str) -> str:
+    """The video's motion reliance with its interval, and a bar per intervention of the evidence
+    it removed (inline SVG; units of the window's total evidence, 1 = all of it)."""
+    if not isinstance(reliance, dict):
+        return ""
+    e = html.escape
+    effects = {k: v for k, v in (reliance.get("effects") or {}).items() if isinstance(v, (int, float))}
+    span = max([1.0, *(abs(v) for v in effects.values())])
+    row, width, left = 18, 220, 90
+    zero = left + width / 2
+    bars = []
+    for j, (name, v) in enumerate(effects.items()):
+        length = abs(v) / span * (width / 2)
+        x = zero if v >= 0 else zero - length
+        y = j * row
+        bars.append(
+            f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{e(name)}</text>'
+            f'<rect x="{x:.1f}" y="{y + 3}" width="{length:.1f}" height="{row - 6}" class="{"pos" if v >= 0 else "neg"}"/>'
+            f'<text x="{left + width + 6}" y="{y + 13}">{v:+.2f}</text>'
+        )
+    svg = (
+        f'<svg class="effects" width="{left + width + 50}" height="{row * len(effects) + 4}" '
+        f'role="img" aria-label="evidence lost per frame intervention">'
+        f'<line x1="{zero}" x2="{zero}" y1="0" y2="{row * len(effects)}" class="axis"/>' + "".join(bars) + "</svg>"
+        if effects
+        else ""
+    )
+    return (
+        f'<div class="reliance" id="mr-reliance" title="{e(meaning)}"><p><b>motion reliance</b> '
+        f'<output id="mr-reliance-score">{100 * float(reliance["score"]):.1f}%</output> '
+        f'[{100 * float(reliance["low"]):.1f}, {100 * float(reliance["high"]):.1f}] '
+        f'({int(reliance.get("permutations", 0))} frame orders per window): {e(meaning)}. '
+        "Evidence lost per intervention, in units of the window's total evidence:</p>"
+        f"{svg}</div>"
+    )
+
+
 def _body(meta: dict[str, Any]) -> str:
     """Static HTML skeleton; report.js wires the players, the slider and the plots."""
     e = html.escape
@@ -272,6 +309,7 @@ def _body(meta: dict[str, Any]) -> str:
         for key, label in (("motion_score", "motion score"), ("motion_share", "motion share (paper)"))
         if key in meanings
     )
+    reliance = _reliance_block(meta.get("reliance"), str(meanings.get("motion_reliance", "")))
     sections = []
     for i, m in enumerate(meta["methods"]):
         name = e(m["name"])
@@ -306,6 +344,7 @@ def _body(meta: dict[str, Any]) -> str:
         f'<header><h1>{e(str(meta.get("title", "motion-relevance report")))}</h1><p class="facts">{facts}</p>\n'
         f'<table class="preds"><thead><tr><th>#</th><th>prediction</th><th>class</th><th>probability</th></tr></thead>'
         f"<tbody>{rows}</tbody></table>"
+        + reliance
         + (f'<p class="meanings" id="mr-meanings">{legend}</p>' if legend else "")
         + "</header>\n"
         '<div class="controls">'

@@ -43,8 +43,11 @@ from motion_relevance.report.outdir import StagedDir
 from motion_relevance.report.overlay import DisplayScale, label, overlay
 from motion_relevance.report.viewer import ViewerWindow, quantise_window
 from motion_relevance.runs import (
+    DEFAULT_RELIANCE,
     MethodTotals,
     ProgressCallback,
+    RelianceSummary,
+    RelianceTotals,
     Step,
     VideoPrediction,
     VideoRequest,
@@ -72,6 +75,8 @@ LONG_REPORT_FRAMES = 1500
 
 #: One line per number a user reads (summary.json, the report, the CLI).
 MEANINGS = {
+    "motion_reliance": "share of the model's evidence for the target that depends on the frames' temporal order, "
+    "measured by shuffling frames (0 = order ignored, 1 = all evidence from order)",
     "motion_score": "share of the explanation that changes between neighbouring frames, relative to its own "
     "size (0 = static, 1 = all moving); whether the explanation moves, not whether the model relies on motion",
     "motion_share": "share of relevance above sigma std of its own temporal derivative (relative threshold: "
@@ -79,6 +84,11 @@ MEANINGS = {
 }
 
 DEFINITIONS = {
+    "motion_reliance": MEANINGS["motion_reliance"] + "; per window M+/(M+ + A+) with M = e(x) - mean_pi e(pi x) "
+    "over random frame permutations pi and A = mean_pi e(pi x) - e(grey clip), e the target's log-odds "
+    "(mr.motion_reliance); averaged over windows weighted by the frames each owns; low/high: the mean of the "
+    "windows' 95 % permutation intervals; effects: evidence lost under block shuffles, reversal and freezing, "
+    "in units of the window's total evidence",
     "motion_score": MEANINGS["motion_score"] + "; per window sum|F(t-1)-F(t+1)| / sum(|F(t-1)|+|F(t+1)|) of the "
     "smoothed channel sum F (motion_relevance.motion_score), averaged over windows weighted by the frames each owns",
     "motion_share": "the paper's number: " + MEANINGS["motion_share"] + "; sum|motion part| / sum|relevance| over "
@@ -134,6 +144,8 @@ class ExplainResult:
     frames: int
     windows: int
     seconds: dict[str, float]
+    reliance: RelianceSummary | None = None
+    """The video's motion reliance (None when the run did not measure it)."""
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -209,6 +221,7 @@ def explain_video(
     context_frames: int = 0,
     precision: str = "float32",
     tf32: bool = False,
+    reliance: int = DEFAULT_RELIANCE,
 ) -> ExplainResult:
     """Explain ``video`` with each of ``methods`` and write the report folder ``out``.
 
@@ -221,6 +234,7 @@ def explain_video(
     ``ties`` and ``context_frames``: ``explain``'s (max-pool ties "first" or "shared"; each window
     explained with that many real neighbouring frames of the video on each side, cropped away);
     ``precision`` ("float32" or "bf16") and ``tf32`` likewise (``docs/batch.md`` has their effect).
+    ``reliance``: random frame permutations per window for the motion reliance (0: not measured).
     ``progress``: called with ``runs.Progress`` events (the CLI draws bars from them).
     """
     started = time.perf_counter()
@@ -234,7 +248,7 @@ def explain_video(
         video, model=model, spec=spec, weights=weights, num_classes=num_classes, methods=methods,
         method_options=method_options, sigma=sigma, padding=padding, derivative=derivative,
         target=target, start=start, end=end, stride=stride, max_side=max_side, device=device,
-        ties=ties, context_frames=context_frames, precision=precision, tf32=tf32,
+        ties=ties, context_frames=context_frames, precision=precision, tf32=tf32, reliance=reliance,
     )  # fmt: skip
     staged = StagedDir(out)  # an output folder that cannot be written fails before the model loads
     try:
@@ -285,7 +299,9 @@ def _explain_and_write(
     try:
         totals = {m: o.totals for m, o in outputs.items()}
         windows: list[ClipWindow] = []
-        for item in explain_windows(run, target, totals, progress, num_windows=len(pred.windows)):
+        reliance_totals = RelianceTotals(request.recipe.reliance)
+        items = explain_windows(run, target, totals, progress, num_windows=len(pred.windows), reliance=reliance_totals)
+        for item in items:
             windows.append(item.window)
             report.add_frames(item.frames[item.window.owned])
             for i, (name, step) in enumerate(item.steps.items()):
@@ -314,6 +330,8 @@ def _explain_and_write(
         raise
 
     summaries = tuple(output.summary(sigma) for output in outputs.values())
+    reliance = reliance_totals.summary()
+    reliance_row = None if reliance is None else asdict(reliance)
     target_label = label_name(spec, target)
     title = f"{run.path.name} · {model_name} · class {target_label or target} · σ = {sigma:g}"
     rows: list[tuple[str, list[np.ndarray]]] = [("frames", frame_cells)]
@@ -334,6 +352,7 @@ def _explain_and_write(
             "model": model_name,
             "target": {"index": target, "label": target_label},
             "predictions": prediction_rows,
+            "reliance": reliance_row,
             "methods": {
                 m.name: {
                     "motion_share": m.motion_share, "motion_score": m.motion_score, "seconds": m.seconds,
@@ -365,6 +384,7 @@ def _explain_and_write(
         },
         "target": {"index": target, "label": target_label, "chosen": "auto" if is_auto(request.target) else "given"},
         "predictions": prediction_rows,
+        "motion_reliance": reliance_row,
         "sigma": sigma,
         "padding": request.settings.padding,
         "derivative": request.settings.derivative,
@@ -390,6 +410,7 @@ def _explain_and_write(
         frames=num_frames,
         windows=len(pred.windows),
         seconds=seconds,
+        reliance=reliance,
     )
 
 

@@ -1,5 +1,10 @@
 """One orchestration layer: what every command does the same way.
 
+``Recipe`` is the one settings record (methods and options, selective and explain settings,
+seed, motion-reliance permutations), checked once; ``stream`` is the one window loop, turning
+chunks of preprocessed windows into per-chunk results that the report, the batch store and the
+evidence benchmark consume.
+
 A run needs a model (``ModelSource``: preset name, ``"module:function"``, builder or built
 module, and ``resolve_device``), methods (``resolve_methods``: one naming rule everywhere),
 settings (``SelectiveSettings``; ``ExplainSettings`` for max-pool ties and context frames,
@@ -22,8 +27,10 @@ from motion_relevance.runs.model import (
     resolve_device,
 )
 from motion_relevance.runs.progress import Progress, ProgressCallback, check_callback
+from motion_relevance.runs.recipe import DEFAULT_RELIANCE, Recipe
 from motion_relevance.runs.settings import SelectiveSettings, check_stride
 from motion_relevance.runs.steps import Step, explain_and_select
+from motion_relevance.runs.stream import Chunk, ChunkResult, stream
 from motion_relevance.runs.targets import (
     AUTO_TARGETS,
     check_target,
@@ -33,6 +40,8 @@ from motion_relevance.runs.targets import (
 )
 from motion_relevance.runs.video import (
     MethodTotals,
+    RelianceSummary,
+    RelianceTotals,
     VideoPrediction,
     VideoRequest,
     VideoRun,
@@ -43,6 +52,9 @@ from motion_relevance.runs.video import (
 
 __all__ = [
     "AUTO_TARGETS",
+    "DEFAULT_RELIANCE",
+    "Chunk",
+    "ChunkResult",
     "ExplainSettings",
     "MethodTotals",
     "Model",
@@ -50,6 +62,9 @@ __all__ = [
     "ModelSource",
     "Progress",
     "ProgressCallback",
+    "Recipe",
+    "RelianceSummary",
+    "RelianceTotals",
     "SelectiveSettings",
     "Step",
     "VideoPrediction",
@@ -71,5 +86,6 @@ __all__ = [
     "resolve_methods",
     "resolve_target",
     "split_context",
+    "stream",
     "with_context",
 ]

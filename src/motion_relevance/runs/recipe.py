@@ -14,6 +14,10 @@ from motion_relevance.runs.context import ExplainSettings
 from motion_relevance.runs.methods import resolve_methods
 from motion_relevance.runs.settings import SelectiveSettings
 
+#: Random frame permutations per window for the motion reliance, unless a run says otherwise
+#: (8: about 18 extra forward passes per window with the block, reversal and freeze effects).
+DEFAULT_RELIANCE = 8
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -29,7 +33,7 @@ class Recipe:
     selective: SelectiveSettings = field(default_factory=SelectiveSettings)
     explaining: ExplainSettings = field(default_factory=ExplainSettings)
     seed: int = 0
-    reliance: int = 0
+    reliance: int = DEFAULT_RELIANCE
     """Random frame permutations per window for the motion reliance (0: not measured)."""
 
     def __post_init__(self) -> None:
@@ -72,8 +76,8 @@ class Recipe:
                 v.get("ties", "first"), v.get("context_frames", 0), v.get("precision", "float32"), v.get("tf32", False)
             ),
             seed=v.get("seed", 0),
-            reliance=v.get("reliance_permutations", 0),
+            reliance=v.get("reliance_permutations", DEFAULT_RELIANCE),
         )
 
 
-__all__ = ["Recipe"]
+__all__ = ["DEFAULT_RELIANCE", "Recipe"]

@@ -35,7 +35,7 @@ from motion_relevance.motion_score import motion_score
 from motion_relevance.runs.context import ExplainSettings, with_context
 from motion_relevance.runs.model import Model, ModelSource, module_device, resolve_device
 from motion_relevance.runs.progress import ProgressCallback, report
-from motion_relevance.runs.recipe import Recipe
+from motion_relevance.runs.recipe import DEFAULT_RELIANCE, Recipe
 from motion_relevance.runs.settings import SelectiveSettings, check_stride
 from motion_relevance.runs.steps import Step
 from motion_relevance.runs.stream import Chunk, single_windows, stream
@@ -81,7 +81,7 @@ class VideoRequest:
         context_frames: int = 0,
         precision: str = "float32",
         tf32: bool = False,
-        reliance: int = 0,
+        reliance: int = DEFAULT_RELIANCE,
     ) -> VideoRequest:
         """Check every setting and the video's header; one-line errors, nothing heavy."""
         recipe = Recipe(
@@ -233,6 +233,55 @@ class MethodTotals:
 
 
 @dataclass(frozen=True)
+class RelianceSummary:
+    """The video's motion reliance: the windows' numbers averaged, each weighted by the frames it
+    owns (``mr.motion_reliance`` per window)."""
+
+    score: float
+    low: float
+    high: float
+    """Mean of the windows' 95 % permutation intervals (Monte Carlo error of each window's
+    permutation mean, not an interval over clips)."""
+    effects: dict[str, float | None]
+    """Intervention -> evidence lost, in units of each window's total evidence (None where no
+    window could take it)."""
+    permutations: int
+
+
+@dataclass
+class RelianceTotals:
+    """Running motion reliance over the frames the windows own."""
+
+    permutations: int
+    weighted: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def add(self, window: ClipWindow, reliance: MotionReliance) -> None:
+        """Count one (single-clip) window's reliance."""
+        values = {"score": reliance.score[0], "low": reliance.ci[0, 0], "high": reliance.ci[0, 1]}
+        values.update({f"effect:{k}": v[0] for k, v in reliance.effects.items()})
+        for key, value in values.items():
+            v = float(value)
+            self.weighted.setdefault(key, 0.0)
+            self.weights.setdefault(key, 0.0)
+            if v == v:  # NaN: the intervention did not apply to this window
+                self.weighted[key] += v * window.num_owned
+                self.weights[key] += window.num_owned
+
+    def _mean(self, key: str) -> float | None:
+        return self.weighted[key] / self.weights[key] if self.weights.get(key) else None
+
+    def summary(self) -> RelianceSummary | None:
+        """None when no window was measured."""
+        if not self.weights.get("score"):
+            return None
+        effects = {k.split(":", 1)[1]: self._mean(k) for k in self.weighted if k.startswith("effect:")}
+        return RelianceSummary(
+            self._mean("score") or 0.0, self._mean("low") or 0.0, self._mean("high") or 0.0, effects, self.permutations
+        )
+
+
+@dataclass(frozen=True)
 class WindowSteps:
     """One window of the video with every method's step on it."""
 
@@ -250,9 +299,11 @@ def explain_windows(
     totals: Mapping[str, MethodTotals],
     progress: ProgressCallback | None = None,
     num_windows: int | None = None,
+    reliance: RelianceTotals | None = None,
 ) -> Iterator[WindowSteps]:
     """Pass 2: the video's windows, one per chunk, through ``runs.stream`` (explaining class
-    ``target``); adds each step to ``totals`` and reports one task per method."""
+    ``target``); adds each step to ``totals`` (and each window's motion reliance to
+    ``reliance``) and reports one task per method."""
     r = run.request
     for name in r.methods:
         report(progress, name, 0, num_windows)
@@ -270,11 +321,15 @@ def explain_windows(
         for name, step in result.steps.items():
             totals[name].add(window, step)
             report(progress, name, k, num_windows)
+        if reliance is not None and result.reliance is not None:
+            reliance.add(window, result.reliance)
         yield WindowSteps(window, frames_of.pop(window.index), dict(result.steps), result.reliance)
 
 
 __all__ = [
     "MethodTotals",
+    "RelianceSummary",
+    "RelianceTotals",
     "VideoPrediction",
     "VideoRequest",
     "VideoRun",
