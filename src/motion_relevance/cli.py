@@ -436,10 +436,36 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-real", action="store_true", help="skip the real-clip part")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes explaining the test models in parallel (default: 1; results agree to float32 rounding)")
+    p.add_argument("--controls", action="store_true",
+                   help="run the controls instead: models of known motion reliance (order-invariant, untrained, "
+                   "appearance, motion, frame-difference), every motion number beside the measured reliance")
     p.set_defaults(func=_cmd_evaluate)
 
 
+def _cmd_controls(args: argparse.Namespace) -> int:
+    from motion_relevance.evidence.controls import ControlConfig, run_controls, write_controls
+
+    overrides: dict[str, object] = {}
+    if args.methods:
+        overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if args.clips is not None:
+        overrides["clips"] = args.clips
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    with _Bars() as bars:
+        rows = run_controls(ControlConfig(**overrides), progress=bars.show)  # type: ignore[arg-type]
+    parts = ["motion-relevance evaluate --controls"]
+    for flag in ("methods", "clips", "seed"):
+        if getattr(args, flag) is not None:
+            parts.append(f"--{flag} {getattr(args, flag)}")
+    _, md = write_controls(rows, args.out, " ".join([*parts, f"--out {args.out}"]))
+    print(f"results: {md}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.controls:
+        return _cmd_controls(args)
     from motion_relevance.evidence.benchmark import EvaluationConfig, example_videos, run_evaluation
     from motion_relevance.evidence.files import write_evaluation
 
