@@ -9,29 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 import motion_relevance as mr
 from motion_relevance.cli import main
+from motion_relevance.evidence.controls import BagOfFrames
 from motion_relevance.report import explain_video
 from motion_relevance.report.pipeline import MEANINGS
 from tiny_models import SPEC, TinyNet
 from videos import make_video, moving_square_frames
 
 MODEL = ["--model", "synthetic-motion", "--weights", "random"]
-
-
-class FrameBag(nn.Module):
-    """Per-frame 2-D features averaged over time: its output ignores frame order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(3)
-        self.conv = nn.Conv3d(3, 6, kernel_size=(1, 3, 3), padding=(0, 1, 1))
-        self.fc = nn.Linear(6, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3, 4)))
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +48,7 @@ def test_the_summary_holds_the_windows_reliance_weighted_by_owned_frames(tmp_pat
 
 
 def test_an_order_invariant_model_reads_zero_reliance_end_to_end(tmp_path: Path, clip: Path) -> None:
-    result = explain_video(clip, tmp_path / "out", model=FrameBag().eval(), spec=SPEC, methods="saliency")
+    result = explain_video(clip, tmp_path / "out", model=BagOfFrames(classes=5).eval(), spec=SPEC, methods="saliency")
     assert result.reliance is not None and result.reliance.score == 0 and result.reliance.high == 0
 
 
