@@ -55,3 +55,27 @@ def test_cli_writes_the_table_and_refuses_too_few_clips(tmp_path: Path, capsys: 
     assert main(["evaluate", "--controls", "--clips", "1", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "2 clips" in err and not (tmp_path / "bad").exists()
+
+
+def test_a_models_order_invariant_control_ignores_order_and_averages_frozen_clips() -> None:
+    import torch
+
+    import motion_relevance as mr
+    from motion_relevance.evidence.real import OrderInvariant, video_split
+    from tiny_models import TinyNet
+
+    torch.manual_seed(0)
+    backbone = TinyNet().eval()
+    control = OrderInvariant(backbone).eval()
+    x = torch.randn(2, 3, 6, 16, 16)
+    with torch.no_grad():
+        want = torch.stack([
+            torch.stack([backbone(x[i : i + 1, :, t : t + 1].expand(1, 3, 6, 16, 16)) [0] for t in range(6)]).mean(0)
+            for i in range(2)
+        ])  # fmt: skip
+        assert torch.allclose(control(x), want, atol=1e-6)
+        assert torch.allclose(control(x[:, :, torch.randperm(6)]), control(x), atol=1e-6)
+    assert torch.all(mr.motion_reliance(control, x, permutations=4).score == 0)
+    assert mr.motion_reliance(backbone, x, permutations=4).score.shape == (2,)
+    assert {video_split(f"v{i}.mp4") for i in range(20)} == {"val", "test"}
+    assert video_split("a.mp4") == video_split("a.mp4")
