@@ -165,3 +165,38 @@ def test_a_hung_ray_decode_task_stops_the_run_naming_the_video(tmp_path: Path, m
     assert message.startswith("the Ray actors finished no video for 10 s") and "'black.mp4'" in message
     assert "--resume" in message and "\n" not in message
     assert (store / "run.json").exists()
+
+
+def test_the_disk_filling_mid_commit_stops_the_run_and_a_resume_finishes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow.parquet as pq
+
+    from motion_relevance.batch import store as store_module
+
+    names = [f"v{i}.mp4" for i in range(4)]
+    manifest = _videos(tmp_path / "videos", names)
+    reference = run_batch(manifest, tmp_path / "reference", model=build_tiny, methods=METHODS, threads=1, decode_workers=0)
+    writes = {"n": 0}
+    real_write = pq.write_table
+
+    def fills_up(table: pa.Table, where, *args, **kwargs):  # the third part's file: the disk is full halfway
+        writes["n"] += 1
+        if writes["n"] == 3:
+            with open(where, "wb") as f:
+                f.write(b"PAR1 half a part")
+            raise OSError(28, "No space left on device")
+        return real_write(table, where, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.pq, "write_table", fills_up)
+    store = tmp_path / "store"
+    args = ["batch", str(manifest), "--model", "tiny_models:build_tiny", "--method", METHODS, "--out", str(store),
+            "--threads", "1", "--decode-workers", "0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "No space left on device" in err and len(err.splitlines()) == 1
+    assert len(ResultStore(store).finished()) == 2  # the half-written part left no trace
+    assert not [p for p in (store / "parts").iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(store_module.pq, "write_table", real_write)
+    assert main([*args, "--resume"]) == 0
+    assert _rows(store).equals(_rows(reference.store))
