@@ -1,11 +1,11 @@
 """Fault injection on batch runs: a worker that hangs, Ctrl-C, a second run on the same store,
-and workers started after the caller has used FFmpeg. Each case ends with nothing lost and
+the disk filling mid-commit, and workers started after the caller has used FFmpeg. Each case ends with nothing lost and
 nothing doubled: a resumed run gives exactly the rows of an uninterrupted one.
 
 Kept elsewhere, with the behaviour they pin: a killed decode worker (``test_batch_prefetch``),
 kill -9 at random points (``test_batch_kill``), a Ray actor killed mid-video
-(``test_batch_ray``), the disk filling mid-commit and a corrupt video in the middle of a
-manifest (``test_batch``).
+(``test_batch_ray``), the disk filling while maps are written and a corrupt video in the middle
+of a manifest (``test_batch``).
 """
 
 from __future__ import annotations
