@@ -69,9 +69,12 @@ test-latest: browser
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e ".[test,ray]" -c requirements/torch.txt
-	$(LATEST)/bin/pip list --format freeze > $(LATEST)/versions.txt
+	@# what moved upstream since the lock: the versions this run tests that the lock does not pin
+	$(LATEST)/bin/pip list --format freeze | tr 'A-Z_' 'a-z-' | sort > $(LATEST)-versions.txt
+	@grep -E '^[A-Za-z0-9_.-]+==' $(LOCK) | sed 's/ .*//' | tr 'A-Z_' 'a-z-' | sort > $(LATEST)-locked.txt
+	@echo "newer than the lock:"; comm -13 $(LATEST)-locked.txt $(LATEST)-versions.txt | grep -v -E '^(motion-relevance|pip)==' || echo "  (none)"
 	$(LATEST)/bin/motion-relevance weights fetch i3d-kinetics400
-	$(LATEST)/bin/python -m pytest -q --randomly-seed=$(SEED); status=$$?; rm -rf $(LATEST); exit $$status
+	$(LATEST)/bin/python -m pytest -q --randomly-seed=$(SEED); status=$$?; rm -rf $(LATEST) $(LATEST)-locked.txt; exit $$status
 
 bench: setup
 	$(PY) benchmarks/bench_selective.py
