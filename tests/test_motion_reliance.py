@@ -5,6 +5,8 @@ deterministic for a seed, one-line errors."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +135,22 @@ def test_bad_input_is_a_one_line_error(kwargs: dict, words: str) -> None:
     with pytest.raises(InvalidInputError) as error:
         mr.motion_reliance(BagOfFrames().eval(), **args)
     assert words in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradcam", "lrp_epsilon_plus_flat"])
+def test_an_order_invariant_models_explanations_are_order_insensitive(method: str) -> None:
+    from motion_relevance.metrics.order_sensitivity import order_sensitivity
+    from motion_relevance.models.synthetic_presets import graded_name, graded_spec
+
+    spec = dataclasses.replace(graded_spec(graded_name(100, 0)), cam_layer="features.2")
+    clips = moving_squares(3, frames=8, size=32)
+    result = order_sensitivity(BagOfFrames().eval(), clips, method, spec=spec, permutations=3)
+    assert result.per_permutation.shape == (3, 3)
+    assert float(result.score.max()) <= 1e-4, result.score
+
+
+def test_a_frame_difference_models_explanations_change_with_the_order() -> None:
+    from motion_relevance.metrics.order_sensitivity import order_sensitivity
+
+    result = order_sensitivity(FrameDifferences(), moving_squares(3), "saliency", target=0, permutations=3)
+    assert torch.all((result.score > 0.1) & (result.score <= 1))

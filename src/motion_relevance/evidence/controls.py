@@ -29,6 +29,7 @@ from motion_relevance.attribution import explain
 from motion_relevance.errors import InvalidInputError, MotionRelevanceError, OutputError
 from motion_relevance.evidence.benchmark import input_change_mask, share_on
 from motion_relevance.metrics.motion_reliance import motion_reliance
+from motion_relevance.metrics.order_sensitivity import order_sensitivity
 from motion_relevance.metrics.statistics import mean_ci
 from motion_relevance.models.spec import InputSpec
 from motion_relevance.motion_score import motion_score
@@ -36,7 +37,7 @@ from motion_relevance.runs.progress import ProgressCallback, report
 from motion_relevance.selective import selective_relevance
 
 #: Numbers compared with the behavioural reliance, per clip.
-NUMBERS: tuple[str, ...] = ("motion_score", "motion_share", "b0_input_change")
+NUMBERS: tuple[str, ...] = ("motion_score", "motion_share", "b0_input_change", "order_sensitivity")
 #: What each control is, and the reliance it must read as.
 KINDS = {
     "order-invariant": "its output cannot depend on frame order: reliance 0 by construction",
@@ -148,6 +149,8 @@ class ControlConfig:
     pre-registered run (issue 23)."""
     seed: int = 11
     permutations: int = 16
+    order_permutations: int = 4
+    """Permuted explanations per clip for the order sensitivity (0 leaves it out)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     resamples: int = 1000
 
@@ -202,6 +205,10 @@ def run_controls(config: ControlConfig | None = None, progress: ProgressCallback
             add(method, "motion_score", motion_score(r))
             add(method, "motion_share", selective_relevance(r, 1.0).motion_share)
             add(method, "b0_input_change", share_on(r, changed))
+            if cfg.order_permutations:
+                sens = order_sensitivity(model, clips, method, spec=spec, target=rel.target,
+                                         permutations=cfg.order_permutations, seed=cfg.seed)  # fmt: skip
+                add(method, "order_sensitivity", sens.score)
         report(progress, "controls", k, len(models))
     return rows
 
@@ -221,8 +228,8 @@ def control_table(rows: Sequence[ControlRow]) -> str:
     lines = []
     for method in methods:
         lines.append(f"\n**{method}**\n")
-        lines.append("| control | kind | motion reliance | motion score | motion share (paper) | B0 |")
-        lines.append("| --- | --- | --- | --- | --- | --- |")
+        lines.append("| control | kind | motion reliance | motion score | motion share (paper) | B0 | order sensitivity |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- |")
         for name in names:
             kind = next(r.kind for r in rows if r.control == name)
             error = index.get((name, method, ""))
