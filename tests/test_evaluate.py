@@ -120,6 +120,11 @@ def test_structure_and_invariants(evaluation) -> None:
     lo = evaluation.value("reliance", "synthetic-graded-000-s0", "", "reliance")
     assert hi > 0.8 and lo < 0.2
     assert any("no real videos" in n for n in evaluation.notes)
+    # the behavioural reliance users see, beside the measured one, per model and as a correlation
+    behavioural = {r.model: r.value for r in evaluation.select(section="reliance", metric="motion_reliance")}
+    assert set(behavioural) == set(models) and all(0.0 <= v <= 1.0 for v in behavioural.values())
+    assert behavioural["synthetic-graded-100-s0"] > behavioural["synthetic-graded-000-s0"]
+    assert len(evaluation.select(section="correlation", metric="spearman_motion_reliance")) == 1
 
 
 def test_every_model_explains_the_same_clips(evaluation) -> None:

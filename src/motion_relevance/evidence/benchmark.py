@@ -41,6 +41,7 @@ from motion_relevance.attribution import explain
 from motion_relevance.errors import InvalidInputError, MotionRelevanceError
 from motion_relevance.metrics.deletion import deletion_faithfulness
 from motion_relevance.metrics.flow import flow_mask, flow_precision
+from motion_relevance.metrics.motion_reliance import motion_reliance
 from motion_relevance.metrics.precision import (
     f1_score,
     mask_precision,
@@ -469,6 +470,9 @@ def _per_model(cfg: EvaluationConfig, name: str, methods: Sequence[str], scenes:
     rows.add("reliance", name, "", "accuracy_agree", rel.accuracy, n=rel.n)
     for metric in ("p_agree", "p_motion_wrong", "p_cue_wrong"):
         rows.add("reliance", name, "", metric, getattr(rel, metric), n=rel.n)
+    # the behavioural reliance users are shown (mr.motion_reliance), on the explained scenes
+    behavioural = motion_reliance(model, scenes.clips, target=scenes.labels, permutations=16, seed=cfg.seed).score
+    rows.mean("reliance", name, "", "motion_reliance", behavioural)
     changed = input_change_mask(scenes.frames)
     out: dict[str, dict[str, np.ndarray]] = {}
     for method in methods:
@@ -508,6 +512,7 @@ def _per_model(cfg: EvaluationConfig, name: str, methods: Sequence[str], scenes:
                 rows.mean("deletion", name, method, metric + suffix, v)
             values[f"deletion_motion_minus_static{suffix}"] = dl.motion - dl.static
             values[f"deletion_motion_minus_random{suffix}"] = dl.motion - dl.random
+        values["motion_reliance"] = behavioural
         out[method] = {k: np.asarray(torch.as_tensor(v).double()) for k, v in values.items()}
         if name.startswith("synthetic-graded-100"):
             for eps in FLICKER_EPS:
@@ -564,6 +569,10 @@ def _summaries(cfg: EvaluationConfig, methods: Sequence[str], family: list[tuple
     names = [n for n, _, _ in family]
     levels = {n: lv for n, lv, _ in family}
     rel = np.array([reliance[n] for n in names])
+    if methods:  # the behavioural reliance does not depend on the method: one row
+        behavioural = np.array([per_model[n][methods[0]]["motion_reliance"].mean() for n in names])
+        rows.add("correlation", "graded family", "", "spearman_motion_reliance",
+                 spearman_ci(behavioural, rel, resamples=cfg.resamples, seed=cfg.seed))
     for method in methods:
         for metric in SCORES:
             means = np.array([per_model[n][method][metric].mean() for n in names])
