@@ -107,3 +107,20 @@ def test_ray_plan_leaves_a_cpu_for_decode_tasks() -> None:
     assert plan({"CPU": 16.0, "GPU": 2.0}, RayOptions(gpus_per_worker=1, cpus_per_worker=2), None, 50) == (2, True)
     with pytest.raises(InvalidInputError, match="GPU"):
         plan({"CPU": 16.0}, RayOptions(gpus_per_worker=1), None, 50)
+
+
+def _build_unpicklable():
+    import dataclasses
+
+    model, spec = build_tiny()
+    return model, dataclasses.replace(spec, cam_reshape=lambda t: t)
+
+
+def test_a_spec_that_cannot_be_pickled_decodes_inline_or_is_refused(dataset: Path, tmp_path: Path, inline) -> None:
+    from motion_relevance.errors import InvalidInputError
+
+    auto = run_batch(dataset, tmp_path / "auto", model=_build_unpicklable, methods=METHODS, threads=1)
+    assert drop_timing(auto.rows).equals(drop_timing(inline.rows))
+    with pytest.raises(InvalidInputError, match="decode workers need a model InputSpec that can be pickled"):
+        run_batch(dataset, tmp_path / "asked", model=_build_unpicklable, methods=METHODS, decode_workers=2)
+    assert not (tmp_path / "asked").exists()

@@ -154,3 +154,12 @@ def test_a_frame_difference_models_explanations_change_with_the_order() -> None:
 
     result = order_sensitivity(FrameDifferences(), moving_squares(3), "saliency", target=0, permutations=3)
     assert torch.all((result.score > 0.1) & (result.score <= 1))
+
+
+def test_non_finite_logits_give_nan_not_zero() -> None:
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([x.mean(dim=(1, 2, 3, 4)) * float("nan"), x.mean(dim=(1, 2, 3, 4))], dim=1)
+
+    result = mr.motion_reliance(Broken(), moving_squares(2), target=1)
+    assert torch.all(torch.isnan(result.score)) and torch.all(torch.isnan(result.ci))

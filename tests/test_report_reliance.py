@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import motion_relevance as mr
 from motion_relevance.cli import main
@@ -76,3 +77,28 @@ def test_a_bad_reliance_count_is_a_one_line_error(tmp_path: Path, clip: Path, ca
     err = capsys.readouterr().err
     assert err.startswith("error: reliance permutations") and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+class OneLogit(nn.Module):
+    """A model with a single output: explainable, but its evidence has no log-odds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 2, kernel_size=3, padding=1)
+        self.fc = nn.Linear(2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3, 4)))
+
+
+def test_a_model_whose_reliance_cannot_be_measured_still_gets_its_explanation(
+    tmp_path: Path, clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dataclasses
+
+    torch.manual_seed(0)
+    spec = dataclasses.replace(SPEC, labels=None)
+    with caplog.at_level("WARNING"):
+        result = explain_video(clip, tmp_path / "out", model=OneLogit().eval(), spec=spec, methods="saliency", target=0)
+    assert result.reliance is None and json.loads(result.summary.read_text())["motion_reliance"] is None
+    assert "motion reliance not measured" in caplog.text and "2 or more classes" in caplog.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -400,12 +401,13 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     reliance_by_label: dict[str, float | None] = {}
     for row in result.summary.to_pylist():
         label = row["label"] if row["label"] is not None else "(no label)"
-        reliance_by_label.setdefault(label, row["motion_reliance_mean"])
+        if reliance_by_label.get(label) is None:  # the same for every method: the first one measured
+            reliance_by_label[label] = row["motion_reliance_mean"]
         print(f"  {row['method']:24s} {label:24s} motion score {shown(row['motion_score_mean'])}  motion share (paper) "
               f"{shown(row['motion_share_mean'])} over {row['clips']} clips, {row['videos']} videos")
     if any(v is not None for v in reliance_by_label.values()):
         print("motion reliance per class (mean over clips):")
-        for label, value in sorted(reliance_by_label.items(), key=lambda kv: -1.0 if kv[1] is None else -kv[1]):
+        for label, value in sorted(reliance_by_label.items(), key=lambda kv: math.inf if kv[1] is None else -kv[1]):
             print(f"  {label:24s} {shown(value)}")
         print(f"motion reliance: {MEANINGS['motion_reliance']}")
     return 0
@@ -444,10 +446,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_controls(args: argparse.Namespace) -> int:
     from motion_relevance.evidence.controls import ControlConfig, run_controls, write_controls
+    from motion_relevance.runs import parse_methods
+
+    ignored = [f for f in ("quick", "sigmas", "videos", "real_clips", "workers", "no_real") if getattr(args, f)]
+    if ignored:
+        raise MotionRelevanceError(f"--{ignored[0].replace('_', '-')} does not apply to --controls; leave it out")
 
     overrides: dict[str, object] = {}
     if args.methods:
-        overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        overrides["methods"] = parse_methods(args.methods)  # unknown names: one line
     if args.clips is not None:
         overrides["clips"] = args.clips
     if args.seed is not None:

@@ -129,10 +129,9 @@ class BatchSettings:
         explaining = self.explaining
         object.__setattr__(self, "context_frames", explaining.context_frames)
         object.__setattr__(self, "precision", explaining.precision)
-        self.recipe  # noqa: B018 - the recipe checks the reliance count (one rule for every command)
-        unknown = set(self.method_options) - set(self.methods)
-        if unknown:
-            raise InvalidInputError(f"options given for {sorted(unknown)[0]!r}, a method that is not run; add it to the methods")
+        recipe = self.recipe  # the one check of methods, options and the reliance count
+        object.__setattr__(self, "methods", recipe.methods)
+        object.__setattr__(self, "method_options", {m: o for m, o in recipe.options.items() if o})
 
     @property
     def explaining(self) -> ExplainSettings:

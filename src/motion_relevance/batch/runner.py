@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,15 @@ class BatchResult:
 
 
 Callback = Callable[[BatchProgress], None]
+
+
+def _picklable(value: object) -> bool:
+    """Whether ``value`` can be sent to a worker process (decode workers are not forked copies)."""
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 def _pending(entries: Sequence[VideoEntry], finished: Mapping[str, str], retry_failed: bool) -> list[VideoEntry]:
@@ -222,6 +232,11 @@ def run_batch(
         # Build the model before touching the store: a bad model or weights file writes nothing.
         if engine == "local":
             processor = UnitProcessor(source, settings, maps_root=store.maps, tmp_root=store.tmp)
+            if settings.decode_workers and not _picklable(processor.spec):
+                raise InvalidInputError(
+                    "decode workers need a model InputSpec that can be pickled (no lambda or local function in "
+                    "it, e.g. in cam_reshape): define those at module level, or pass --decode-workers 0"
+                )
         else:  # the actors build their own copies; this one checks that they will succeed
             spec = source.load()[1]
             settings.explaining.check_model(spec)
@@ -242,6 +257,9 @@ def run_batch(
             workers = settings.decode_workers
             if workers is None:
                 workers = auto_decode_workers(len(pending))
+                if workers and not _picklable(processor.spec):
+                    log.warning("the model's InputSpec cannot be pickled: decoding in this process")
+                    workers = 0
             units = _local_units(processor, pending, workers)
         else:
             from motion_relevance.batch.ray_engine import ray_units

@@ -49,7 +49,7 @@ class MotionReliance:
 
     score: torch.Tensor
     """(N,) in [0, 1]: share of the target's evidence (above the reference) that depends on the
-    frames' temporal order."""
+    frames' temporal order; NaN where the model's logits are not finite."""
     ci: torch.Tensor
     """(N, 2): 95 % percentile bootstrap interval of ``score`` over the random permutations."""
     target: torch.Tensor
@@ -176,6 +176,10 @@ def motion_reliance(
     picks = torch.randint(0, permutations, (RESAMPLES, permutations), generator=generator).to(permuted.device)
     boot = torch.stack([score_of(permuted[:, p].mean(dim=1)) for p in picks], dim=1)  # (N, B)
     ci = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=boot.dtype, device=boot.device), dim=1).T
+    # non-finite logits measure nothing: NaN, not a reading of "order ignored"
+    finite = torch.isfinite(evidence) & torch.isfinite(ref_evidence) & torch.isfinite(permuted).all(dim=1)
+    score = torch.where(finite, score, torch.full_like(score, float("nan")))
+    ci = torch.where(finite[:, None], ci, torch.full_like(ci, float("nan")))
 
     mean_permuted = permuted.mean(dim=1)
     total = (evidence - mean_permuted).clamp_min(0) + (mean_permuted - ref_evidence).clamp_min(0)

@@ -10,7 +10,8 @@ neighbours and explains the frame differently. The score, per clip,
     mean over pi of  sum |R - R'|  /  (sum |R| + sum |R'|)
 
 lies in [0, 1] and is exactly 0 (within float rounding) for order-invariant models, whatever
-moves in the clip: unlike the motion score, it does not read motion of the input as reliance.
+moves in the clip, with deterministic methods (a random method such as SmoothGrad draws noise
+that is not permuted with the frames, so it reads above 0 even then): unlike the motion score, it does not read motion of the input as reliance.
 It needs ``permutations`` further explanations per clip. Candidate for the explanation-based
 number of issue 23: measured against the behavioural reliance in ``docs/evidence.md``, not yet
 shown to users.

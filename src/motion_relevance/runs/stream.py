@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from motion_relevance.attribution.numerics import numerics
+from motion_relevance.errors import MotionRelevanceError
 from motion_relevance.metrics.motion_reliance import MotionReliance, motion_reliance
 from motion_relevance.models.spec import InputSpec
 from motion_relevance.runs.context import split_context
@@ -74,7 +76,9 @@ def stream(
     reliance. ``seeds`` gives each call its seed (default: ``recipe.seed``). ``keep_going``: a
     method that raises becomes an error of the result and is skipped on the following chunks
     (the batch unit's rule); otherwise the error propagates (the report's)."""
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = next(
+        (t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu")
+    )  # the callers placed the model; its inputs go where it is
     k = recipe.explaining.context_frames
     failed: dict[str, str] = {}
     for chunk in chunks:
@@ -96,13 +100,19 @@ def stream(
                 log.debug("%s failed", method, exc_info=True)
                 failed[method] = one_line(exc)
         reliance, seconds = None, 0.0
-        if recipe.reliance:
+        explained = next(iter(steps.values()), None)
+        if recipe.reliance and (explained is not None or not keep_going):
             t0 = time.perf_counter()
-            explained = next(iter(steps.values()), None)
-            reliance = motion_reliance(
-                model, clips, target=None if explained is None else explained.explanation.target,
-                permutations=recipe.reliance, seed=recipe.seed if seeds is None else seeds("reliance", first),
-            )  # fmt: skip
+            try:
+                with numerics(device, recipe.explaining.precision, recipe.explaining.tf32):
+                    reliance = motion_reliance(
+                        model, clips, target=None if explained is None else explained.explanation.target,
+                        permutations=recipe.reliance, seed=recipe.seed if seeds is None else seeds("reliance", first),
+                    )  # fmt: skip
+            except Exception as exc:  # the explanations stand without it: the reliance is left empty
+                if not keep_going and not isinstance(exc, MotionRelevanceError):
+                    raise
+                log.warning("motion reliance not measured: %s", one_line(exc))
             seconds = time.perf_counter() - t0
         yield ChunkResult(chunk, steps, dict(failed), reliance, seconds)
 
