@@ -105,9 +105,9 @@ def test_models_that_cannot_take_longer_clips_are_refused_in_one_line() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"context_frames": -1}, "non-negative integer"),
-        ({"context_frames": 1.5}, "non-negative integer"),
-        ({"context_frames": True}, "non-negative integer"),
+        ({"context_frames": -1}, "integer >= 0"),
+        ({"context_frames": 1.5}, "integer >= 0"),
+        ({"context_frames": True}, "integer >= 0"),
         ({"context": (None, None)}, "context_frames is 0"),
         ({"context_frames": 2, "context": torch.zeros(1)}, "pair"),
         ({"context_frames": 2, "context": (torch.zeros(2, 3, 2, 4, 4), None)}, "must match the clips"),

@@ -16,6 +16,7 @@ from motion_relevance.attribution.numerics import check_precision, numerics
 from motion_relevance.attribution.pooling import check_ties, tie_sharing_pools
 from motion_relevance.attribution.registry import get_method
 from motion_relevance.attribution.run import Run, model_guard
+from motion_relevance.checks import non_negative_int
 from motion_relevance.errors import InvalidInputError, UnknownNameError
 from motion_relevance.models.spec import InputSpec
 
@@ -164,9 +165,7 @@ def _extend(
     """Clips ``x`` extended by ``k`` context frames at each end, the number of frames put
     before them (0 when ``k`` is 0), and the context frames that were given (still to be
     checked for finiteness, with the clips, in one synchronisation)."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
-        raise InvalidInputError(f"context_frames must be a non-negative integer, got {k!r}")
-    k = int(k)
+    k = non_negative_int("context_frames", k)
     if k == 0:
         if context is not None:
             raise InvalidInputError("context frames were given but context_frames is 0; pass context_frames=k")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from motion_relevance.checks import non_negative_float
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.video.clips import ClipWindow
 
@@ -144,9 +145,7 @@ def quantised_std(q: np.ndarray) -> float:
 
 
 def check_sigma(sigma: float) -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
-        raise InvalidInputError(f"sigma must be a finite number >= 0, got {sigma!r}")
-    return float(sigma)
+    return non_negative_float("sigma", sigma)
 
 
 def window_mask(vw: ViewerWindow, sigma: float, std: float | None = None) -> np.ndarray:

@@ -9,7 +9,6 @@ are not explained as the edge of time; beyond the decoded range (the video's end
 
 from __future__ import annotations
 
-import numbers
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import torch
 
 from motion_relevance.attribution.numerics import check_precision
 from motion_relevance.attribution.pooling import TIES, check_ties
+from motion_relevance.checks import non_negative_int
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.models.spec import InputSpec
 from motion_relevance.video import ClipWindow
@@ -40,10 +40,7 @@ class ExplainSettings:
         object.__setattr__(self, "precision", check_precision(self.precision))
         if not isinstance(self.tf32, bool):
             raise InvalidInputError(f"tf32 must be True or False, got {self.tf32!r}")
-        k = self.context_frames
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
-            raise InvalidInputError(f"context_frames must be an integer >= 0, got {k!r}")
-        object.__setattr__(self, "context_frames", int(k))
+        object.__setattr__(self, "context_frames", non_negative_int("context_frames", self.context_frames))
 
     def check_model(self, spec: InputSpec) -> None:
         """Refuse context frames for a model that takes clips of one fixed length only."""

@@ -4,11 +4,11 @@ output (``describe`` / ``Recipe.from_description``)."""
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from motion_relevance.checks import non_negative_int
 from motion_relevance.errors import InvalidInputError
 from motion_relevance.runs.context import ExplainSettings
 from motion_relevance.runs.methods import resolve_methods
@@ -42,9 +42,8 @@ class Recipe:
         object.__setattr__(self, "options", {m: dict(options.get(m, {})) for m in names})
         if not isinstance(self.selective, SelectiveSettings) or not isinstance(self.explaining, ExplainSettings):
             raise InvalidInputError("a recipe takes SelectiveSettings and ExplainSettings records")
-        for name, value, low in (("seed", self.seed, 0), ("reliance permutations", self.reliance, 0)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
+        object.__setattr__(self, "seed", non_negative_int("seed", self.seed))
+        object.__setattr__(self, "reliance", non_negative_int("reliance permutations", self.reliance))
         if self.reliance == 1:
             raise InvalidInputError("reliance permutations must be 0 (off) or at least 2, got 1")
 
