@@ -62,7 +62,7 @@ def boot_mean(groups: list[list[float]], seed: int = 0, resamples: int = 2000) -
 
 def boot_spearman(rows: list, x: str, y: str, seed: int = 0, resamples: int = 1000) -> tuple[float, float, float]:
     """Spearman over windows, CI by resampling videos (their windows together)."""
-    from motion_relevance.evidence.real import spearman
+    from motion_relevance.metrics.statistics import spearman
 
     by_video: dict[str, list] = {}
     for r in rows:

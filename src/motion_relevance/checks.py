@@ -35,6 +35,13 @@ def finite_float(name: str, value: Any) -> float:
     return float(value)
 
 
+def positive_float(name: str, value: Any) -> float:
+    """``value`` as a finite ``float`` > 0 (e.g. a timeout in seconds)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
 def non_negative_int(name: str, value: Any) -> int:
     """``value`` as an ``int`` >= 0 (e.g. context frames, a seed)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
@@ -56,4 +63,4 @@ def one_of(name: str, value: T, choices: Sequence[T]) -> T:
     return value
 
 
-__all__ = ["finite_float", "non_negative_float", "non_negative_int", "one_of", "optional_positive_int", "positive_int"]
+__all__ = ["finite_float", "non_negative_float", "non_negative_int", "one_of", "optional_positive_int", "positive_float", "positive_int"]

@@ -29,7 +29,7 @@ import torch
 
 from motion_relevance.batch.manifest import VideoEntry
 from motion_relevance.batch.store import ROW_SCHEMA
-from motion_relevance.checks import one_of, optional_positive_int, positive_int
+from motion_relevance.checks import one_of, optional_positive_int, positive_float, positive_int
 from motion_relevance.errors import InvalidInputError, MotionRelevanceError, OutputError, VideoError
 from motion_relevance.metrics.sparsity import sparsity_ratio
 from motion_relevance.models.spec import InputSpec
@@ -122,10 +122,7 @@ class BatchSettings:
         ):
             raise InvalidInputError(f"decode workers must be an integer >= 0, got {self.decode_workers!r}")
         positive_int("prefetch", self.prefetch)
-        if isinstance(self.stall_timeout, bool) or not isinstance(self.stall_timeout, (int, float)) or not (
-            0 < self.stall_timeout < math.inf
-        ):
-            raise InvalidInputError(f"stall timeout must be a number of seconds > 0, got {self.stall_timeout!r}")
+        object.__setattr__(self, "stall_timeout", positive_float("stall timeout (seconds)", self.stall_timeout))
         explaining = self.explaining
         object.__setattr__(self, "context_frames", explaining.context_frames)
         object.__setattr__(self, "precision", explaining.precision)

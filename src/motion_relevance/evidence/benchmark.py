@@ -625,7 +625,7 @@ def _real(cfg: EvaluationConfig, ties: str, context: int, sigma: float, rows: _R
         return
     x, before, after = torch.cat(clips), torch.cat(befores), torch.cat(afters)
     mid = x[:, :, x.shape[2] // 2 : x.shape[2] // 2 + 1]
-    view = _model_view(x, spec)
+    view = model_view(x, spec)
     truth = torch.from_numpy(np.stack([flow_mask(v) for v in view]))
     for i, method in enumerate(cfg.real_methods):
         options = dict(cfg.method_options.get(method, {}))
@@ -651,7 +651,7 @@ def _real(cfg: EvaluationConfig, ties: str, context: int, sigma: float, rows: _R
         report(progress, "real clips", i + 1, len(cfg.real_methods), unit="method")
 
 
-def _model_view(clips: torch.Tensor, spec: InputSpec) -> np.ndarray:
+def model_view(clips: torch.Tensor, spec: InputSpec) -> np.ndarray:
     """uint8 frames ``(N, T, H, W, 3)`` of what the model sees (the preprocessing undone)."""
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1, 1)
@@ -737,6 +737,7 @@ __all__ = [
     "example_videos",
     "flicker",
     "input_change_mask",
+    "model_view",
     "moving_blob",
     "random_mask_like",
     "run_evaluation",

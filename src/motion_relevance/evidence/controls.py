@@ -89,13 +89,12 @@ class Control:
     build: Callable[[], tuple[nn.Module, InputSpec]]
 
 
-def _seeded(module: Callable[[], nn.Module], seed: int) -> nn.Module:
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return module().eval()
-    finally:
-        torch.random.set_rng_state(state)
+def _seeded(build: Callable[[], tuple[nn.Module, InputSpec]], seed: int) -> tuple[nn.Module, InputSpec]:
+    """``build()`` under ``torch.manual_seed(seed)``; the caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, spec = build()
+    return model.eval(), spec
 
 
 def controls(seeds: Sequence[int] = (0, 1, 2)) -> list[Control]:
@@ -112,10 +111,11 @@ def controls(seeds: Sequence[int] = (0, 1, 2)) -> list[Control]:
     out = []
     for s in seeds:
         bag_spec = dataclasses.replace(spec, cam_layer="features.2")
-        out.append(Control(f"bag-of-frames-s{s}", "order-invariant", lambda s=s, sp=bag_spec: (_seeded(BagOfFrames, s), sp)))
+        out.append(Control(f"bag-of-frames-s{s}", "order-invariant",
+                           lambda s=s, sp=bag_spec: _seeded(lambda: (BagOfFrames(), sp), s)))  # fmt: skip
     for s in seeds:
         out.append(Control(f"untrained-c3d-s{s}", "untrained",
-                           lambda s=s: _seeded_preset(graded_name(100, 0), s)))  # fmt: skip
+                           lambda s=s: _seeded(lambda: load_model(graded_name(100, 0), weights="random"), s)))  # fmt: skip
     out.append(Control("frame-differences", "frame-difference", lambda: (FrameDifferences().eval(), spec)))
     for level, kind in ((0, "appearance"), (100, "motion")):
         for s in seeds:
@@ -123,18 +123,6 @@ def controls(seeds: Sequence[int] = (0, 1, 2)) -> list[Control]:
             if synthetic_weights_available(name):
                 out.append(Control(name, kind, lambda name=name: load_model(name)))
     return out
-
-
-def _seeded_preset(name: str, seed: int) -> tuple[nn.Module, InputSpec]:
-    from motion_relevance.models import load_model
-
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model, spec = load_model(name, weights="random")
-    finally:
-        torch.random.set_rng_state(state)
-    return model.eval(), spec
 
 
 @dataclass(frozen=True)

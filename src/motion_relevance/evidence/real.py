@@ -12,16 +12,14 @@ change when the frames are permuted), so the control costs one pass per distinct
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from motion_relevance.attribution import explain
-from motion_relevance.evidence.benchmark import input_change_mask, share_on
+from motion_relevance.evidence.benchmark import input_change_mask, model_view, share_on
 from motion_relevance.metrics.motion_reliance import motion_reliance
 from motion_relevance.models.spec import InputSpec
 from motion_relevance.motion_score import motion_score
@@ -119,7 +117,7 @@ def real_windows(
             ctl = motion_reliance(control, x, target=rel.target, permutations=cfg.permutations, seed=cfg.seed + j)
             expl = explain(model, x, cfg.method, spec=spec, target=rel.target)
             r = expl.relevance.detach()
-            changed = input_change_mask(_model_view(x, spec))
+            changed = input_change_mask(model_view(x, spec))
             rows.append(WindowRow(
                 video=name, label=label, split=video_split(name), window=j, start_frame=window.frame_indices[0],
                 predicted=(spec.labels[int(rel.target[0])] if spec.labels else str(int(rel.target[0]))),
@@ -133,21 +131,4 @@ def real_windows(
     return rows
 
 
-def _model_view(x: torch.Tensor, spec: InputSpec) -> np.ndarray:
-    """uint8-like ``(N, T, H, W, 3)`` frames of the preprocessed clips (the model's view)."""
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1, 1)
-    v = ((x * std + mean) / spec.scale).round().clamp(0, 255).to(torch.uint8)
-    return v.permute(0, 2, 3, 4, 1).numpy()
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rho (average ranks for ties); NaN for fewer than 3 pairs or a constant side."""
-    from scipy.stats import spearmanr
-
-    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
-        return math.nan
-    return float(spearmanr(a, b).statistic)
-
-
-__all__ = ["OrderInvariant", "RealConfig", "WindowRow", "real_windows", "spearman", "video_split"]
+__all__ = ["OrderInvariant", "RealConfig", "WindowRow", "real_windows", "video_split"]

@@ -10,7 +10,6 @@ explain them.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +57,6 @@ class ChunkResult:
     (``keep_going``: a failed method is not run again on the same video)."""
     reliance: MotionReliance | None = None
     """The motion reliance of the chunk's clips (``recipe.reliance`` > 0)."""
-    seconds_reliance: float = 0.0
 
 
 def stream(
@@ -99,10 +97,9 @@ def stream(
                     raise
                 log.debug("%s failed", method, exc_info=True)
                 failed[method] = one_line(exc)
-        reliance, seconds = None, 0.0
+        reliance = None
         explained = next(iter(steps.values()), None)
         if recipe.reliance and (explained is not None or not keep_going):
-            t0 = time.perf_counter()
             try:
                 with numerics(device, recipe.explaining.precision, recipe.explaining.tf32):
                     reliance = motion_reliance(
@@ -113,17 +110,7 @@ def stream(
                 if not keep_going and not isinstance(exc, MotionRelevanceError):
                     raise
                 log.warning("motion reliance not measured: %s", one_line(exc))
-            seconds = time.perf_counter() - t0
-        yield ChunkResult(chunk, steps, dict(failed), reliance, seconds)
+        yield ChunkResult(chunk, steps, dict(failed), reliance)
 
 
-def single_windows(
-    windows: Iterable[tuple[ClipWindow, Any, Any]], spec: InputSpec
-) -> Iterator[tuple[Chunk, Any]]:
-    """``(chunk, frames)`` of one window each from ``(window, frames, extended)`` triples
-    (``runs.with_context``): the report's feed."""
-    for window, frames, extended in windows:
-        yield Chunk((window,), len(frames), spec.preprocess(extended)), frames
-
-
-__all__ = ["Chunk", "ChunkResult", "Seeds", "single_windows", "stream"]
+__all__ = ["Chunk", "ChunkResult", "Seeds", "stream"]

@@ -38,7 +38,7 @@ from motion_relevance.runs.progress import ProgressCallback, report
 from motion_relevance.runs.recipe import DEFAULT_RELIANCE, Recipe
 from motion_relevance.runs.settings import SelectiveSettings, check_stride
 from motion_relevance.runs.steps import Step
-from motion_relevance.runs.stream import Chunk, single_windows, stream
+from motion_relevance.runs.stream import Chunk, stream
 from motion_relevance.runs.targets import check_target
 from motion_relevance.video import ClipWindow, VideoInfo, iter_clips, probe
 
@@ -309,11 +309,11 @@ def explain_windows(
         report(progress, name, 0, num_windows)
     frames_of: dict[int, np.ndarray] = {}
 
-    def chunks() -> Iterator[Chunk]:
+    def chunks() -> Iterator[Chunk]:  # one window per chunk; its frames kept for the report
         windows = with_context(run.clips(quiet=True), r.explaining.context_frames)  # pass-1 warnings not repeated
-        for chunk, frames in single_windows(windows, run.spec):
-            frames_of[chunk.windows[0].index] = frames
-            yield chunk
+        for window, frames, extended in windows:
+            frames_of[window.index] = frames
+            yield Chunk((window,), len(frames), run.spec.preprocess(extended))
 
     results = stream(run.module, run.spec, chunks(), r.recipe, target=torch.tensor([target]))
     for k, result in enumerate(results, start=1):
